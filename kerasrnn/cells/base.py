@@ -1,0 +1,266 @@
+"""The contract every kerasrnn cell follows, and the weights they share.
+
+A cell computes one time step. To let a sequence layer keep the time loop
+lean, each step is split in two parts:
+
+* ``project_inputs(x)``: the input part ``x W (+ b_x)`` for *all* gates. It has
+  no time dependency, so ``RNN`` applies it to the whole sequence as one
+  matmul before the loop.
+* ``recurrent_step(projected, states)``: everything that needs ``h_{t-1}``.
+  This is the only work done per step.
+
+``call(inputs, states)`` chains the two and is the Keras cell contract, so a
+cell also works on its own (a decoder step, a Python loop, Keras' own
+``keras.layers.RNN``).
+
+Weights use Keras' names, shapes and gate orders: ``kernel (input_dim, G*H)``,
+``recurrent_kernel (H, G*H)``, ``bias``. A Keras built-in layer's weights load
+into the matching kerasrnn cell unchanged.
+"""
+
+import keras
+from keras import ops
+
+
+def validate_units(units):
+    """Returns ``units`` as an int, or raises a ValueError saying why not."""
+    if isinstance(units, bool) or not isinstance(units, int) or units <= 0:
+        raise ValueError(
+            f"`units` must be a positive integer. Received: units={units!r}"
+        )
+    return units
+
+
+def validate_rate(name, rate):
+    """Checks a dropout rate lies in [0, 1)."""
+    if not isinstance(rate, (int, float)) or not 0.0 <= rate < 1.0:
+        raise ValueError(
+            f"`{name}` must be a float in [0, 1). Received: {name}={rate!r}"
+        )
+    return float(rate)
+
+
+def get_activation(name, value):
+    """``keras.activations.get`` with an error that names the argument."""
+    try:
+        return keras.activations.get(value)
+    except (ValueError, TypeError) as error:
+        raise ValueError(
+            f"Unknown `{name}`: {value!r}. Expected a Keras activation name "
+            "such as 'tanh', 'sigmoid' or 'relu', or a callable."
+        ) from error
+
+
+class RecurrentCell(keras.layers.Layer):
+    """Base class of the cells: arguments, weights, dropout masks.
+
+    Subclasses set ``gate_count`` (G), define ``recurrent_step`` and, when
+    their bias is not a single ``(G*H,)`` vector, ``bias_shape`` and
+    ``input_bias``.
+
+    Dropout follows Gal & Ghahramani (2016): ``dropout`` masks the inputs and
+    ``recurrent_dropout`` masks ``h_{t-1}`` where it enters the recurrent
+    matmul, with one mask per sequence. ``RNN`` draws the masks once before
+    its loop (``dropout_masks``); calling the cell directly draws new masks on
+    every call.
+    """
+
+    gate_count = 1
+
+    def __init__(
+        self,
+        units,
+        activation="tanh",
+        use_bias=True,
+        kernel_initializer="glorot_uniform",
+        recurrent_initializer="orthogonal",
+        bias_initializer="zeros",
+        kernel_regularizer=None,
+        recurrent_regularizer=None,
+        bias_regularizer=None,
+        kernel_constraint=None,
+        recurrent_constraint=None,
+        bias_constraint=None,
+        dropout=0.0,
+        recurrent_dropout=0.0,
+        seed=None,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self.units = validate_units(units)
+        self.activation = get_activation("activation", activation)
+        self.use_bias = bool(use_bias)
+        self.kernel_initializer = keras.initializers.get(kernel_initializer)
+        self.recurrent_initializer = keras.initializers.get(
+            recurrent_initializer
+        )
+        self.bias_initializer = keras.initializers.get(bias_initializer)
+        self.kernel_regularizer = keras.regularizers.get(kernel_regularizer)
+        self.recurrent_regularizer = keras.regularizers.get(
+            recurrent_regularizer
+        )
+        self.bias_regularizer = keras.regularizers.get(bias_regularizer)
+        self.kernel_constraint = keras.constraints.get(kernel_constraint)
+        self.recurrent_constraint = keras.constraints.get(
+            recurrent_constraint
+        )
+        self.bias_constraint = keras.constraints.get(bias_constraint)
+        self.dropout = validate_rate("dropout", dropout)
+        self.recurrent_dropout = validate_rate(
+            "recurrent_dropout", recurrent_dropout
+        )
+        self.seed = seed
+        self.seed_generator = keras.random.SeedGenerator(seed)
+
+    @property
+    def state_size(self):
+        return [self.units]
+
+    @property
+    def output_size(self):
+        return self.units
+
+    @property
+    def bias_shape(self):
+        return (self.gate_count * self.units,)
+
+    def bias_initial_value(self, shape, dtype=None):
+        return self.bias_initializer(shape, dtype=dtype)
+
+    def build(self, input_shape):
+        input_dim = input_shape[-1]
+        if input_dim is None:
+            raise ValueError(
+                f"{type(self).__name__} needs a known feature size (the last "
+                f"axis of the input). Received: input_shape={input_shape}"
+            )
+        width = self.gate_count * self.units
+        self.kernel = self.add_weight(
+            shape=(input_dim, width),
+            name="kernel",
+            initializer=self.kernel_initializer,
+            regularizer=self.kernel_regularizer,
+            constraint=self.kernel_constraint,
+        )
+        self.recurrent_kernel = self.add_weight(
+            shape=(self.units, width),
+            name="recurrent_kernel",
+            initializer=self.recurrent_initializer,
+            regularizer=self.recurrent_regularizer,
+            constraint=self.recurrent_constraint,
+        )
+        if self.use_bias:
+            self.bias = self.add_weight(
+                shape=self.bias_shape,
+                name="bias",
+                initializer=self.bias_initial_value,
+                regularizer=self.bias_regularizer,
+                constraint=self.bias_constraint,
+            )
+        else:
+            self.bias = None
+
+    @property
+    def input_bias(self):
+        """The bias added to ``x W`` (None without bias)."""
+        return self.bias
+
+    def get_initial_state(self, batch_size=None):
+        return [
+            ops.zeros((batch_size, size), dtype=self.compute_dtype)
+            for size in self.state_size
+        ]
+
+    def dropout_masks(self, batch_size, input_dim, training=False):
+        """One input mask ``(B, input_dim)`` and one recurrent mask ``(B, H)``.
+
+        Either is None when its rate is 0 or when not training.
+        """
+        input_mask = recurrent_mask = None
+        if training and self.dropout > 0:
+            input_mask = keras.random.dropout(
+                ops.ones((batch_size, input_dim), dtype=self.compute_dtype),
+                rate=self.dropout,
+                seed=self.seed_generator,
+            )
+        if training and self.recurrent_dropout > 0:
+            recurrent_mask = keras.random.dropout(
+                ops.ones((batch_size, self.units), dtype=self.compute_dtype),
+                rate=self.recurrent_dropout,
+                seed=self.seed_generator,
+            )
+        return input_mask, recurrent_mask
+
+    def project_inputs(self, inputs):
+        """``x W + b_x`` for all gates; ``inputs`` has any leading axes."""
+        projected = ops.matmul(inputs, self.kernel)
+        if self.use_bias:
+            projected = projected + self.input_bias
+        return projected
+
+    def recurrent_step(self, projected, states, recurrent_mask=None):
+        """One step given ``projected = x_t W + b_x``.
+
+        Returns ``(output, new_states)``. ``recurrent_mask`` (or None)
+        multiplies ``h_{t-1}`` where it enters the recurrent matmul.
+        """
+        raise NotImplementedError
+
+    def call(self, inputs, states, training=False):
+        if not isinstance(states, (list, tuple)):
+            states = [states]
+        batch_size = ops.shape(inputs)[0]
+        input_mask, recurrent_mask = self.dropout_masks(
+            batch_size, inputs.shape[-1], training
+        )
+        if input_mask is not None:
+            inputs = inputs * input_mask
+        return self.recurrent_step(
+            self.project_inputs(inputs), list(states), recurrent_mask
+        )
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "units": self.units,
+                "activation": keras.activations.serialize(self.activation),
+                "use_bias": self.use_bias,
+                "kernel_initializer": keras.initializers.serialize(
+                    self.kernel_initializer
+                ),
+                "recurrent_initializer": keras.initializers.serialize(
+                    self.recurrent_initializer
+                ),
+                "bias_initializer": keras.initializers.serialize(
+                    self.bias_initializer
+                ),
+                "kernel_regularizer": keras.regularizers.serialize(
+                    self.kernel_regularizer
+                ),
+                "recurrent_regularizer": keras.regularizers.serialize(
+                    self.recurrent_regularizer
+                ),
+                "bias_regularizer": keras.regularizers.serialize(
+                    self.bias_regularizer
+                ),
+                "kernel_constraint": keras.constraints.serialize(
+                    self.kernel_constraint
+                ),
+                "recurrent_constraint": keras.constraints.serialize(
+                    self.recurrent_constraint
+                ),
+                "bias_constraint": keras.constraints.serialize(
+                    self.bias_constraint
+                ),
+                "dropout": self.dropout,
+                "recurrent_dropout": self.recurrent_dropout,
+                "seed": self.seed,
+            }
+        )
+        return config
+
+
+def apply_mask(h, recurrent_mask):
+    """``h * mask`` when a recurrent dropout mask is given, else ``h``."""
+    return h if recurrent_mask is None else h * recurrent_mask

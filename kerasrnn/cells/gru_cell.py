@@ -1,0 +1,109 @@
+"""The gated recurrent unit cell, in both reset placements."""
+
+import keras
+from keras import ops
+
+from kerasrnn.cells.base import RecurrentCell
+from kerasrnn.cells.base import apply_mask
+from kerasrnn.cells.base import get_activation
+
+# Keras' order of the gate blocks (PyTorch uses r, z, n).
+GATE_ORDER = ("z", "r", "h")
+
+
+@keras.saving.register_keras_serializable(package="kerasrnn")
+class GRUCell(RecurrentCell):
+    """GRU cell (Cho et al. 2014), reset gate before or after the matmul.
+
+    Equations, with ``[W_z W_r W_h] = kernel``, ``[U_z U_r U_h] =
+    recurrent_kernel``, σ = ``recurrent_activation``, ``g = activation``::
+
+        z_t = σ(x_t W_z + b_z + h_{t-1} U_z + b'_z)           update gate
+        r_t = σ(x_t W_r + b_r + h_{t-1} U_r + b'_r)           reset gate
+        reset_after=True  (cuDNN, PyTorch, ONNX linear_before_reset=1):
+            n_t = g(x_t W_h + b_h + r_t ⊙ (h_{t-1} U_h + b'_h))
+        reset_after=False (Cho et al. 2014, ONNX linear_before_reset=0):
+            n_t = g(x_t W_h + b_h + (r_t ⊙ h_{t-1}) U_h)
+        h_t = z_t ⊙ h_{t-1} + (1 - z_t) ⊙ n_t
+
+    With ``reset_after=True`` the bias has shape ``(2, 3H)``: row 0 is the
+    input bias ``b``, row 1 the recurrent bias ``b'``. With
+    ``reset_after=False`` it is one ``(3H,)`` vector ``b`` (no ``b'``).
+
+    Args:
+        units: H.
+        activation: ``g``, default ``"tanh"``.
+        recurrent_activation: σ, default ``"sigmoid"``.
+        reset_after: where the reset gate applies (default True, as Keras).
+        Other arguments as in ``keras.layers.GRUCell``.
+
+    Call arguments:
+        inputs: ``(batch, input_dim)``.
+        states: ``[h_{t-1}]``.
+
+    Returns:
+        ``(h_t, [h_t])``.
+    """
+
+    gate_count = len(GATE_ORDER)
+
+    def __init__(
+        self,
+        units,
+        activation="tanh",
+        recurrent_activation="sigmoid",
+        reset_after=True,
+        **kwargs,
+    ):
+        super().__init__(units, activation=activation, **kwargs)
+        self.recurrent_activation = get_activation(
+            "recurrent_activation", recurrent_activation
+        )
+        self.reset_after = bool(reset_after)
+
+    @property
+    def bias_shape(self):
+        if self.reset_after:
+            return (2, 3 * self.units)
+        return (3 * self.units,)
+
+    @property
+    def input_bias(self):
+        return self.bias[0] if self.reset_after else self.bias
+
+    def recurrent_step(self, projected, states, recurrent_mask=None):
+        h_prev = states[0]
+        h_in = apply_mask(h_prev, recurrent_mask)
+        x_z, x_r, x_h = ops.split(projected, 3, axis=-1)
+        units = self.units
+        if self.reset_after:
+            inner = ops.matmul(h_in, self.recurrent_kernel)
+            if self.use_bias:
+                inner = inner + self.bias[1]
+            h_z, h_r, h_h = ops.split(inner, 3, axis=-1)
+            z = self.recurrent_activation(x_z + h_z)
+            r = self.recurrent_activation(x_r + h_r)
+            n = self.activation(x_h + r * h_h)
+        else:
+            inner = ops.matmul(h_in, self.recurrent_kernel[:, : 2 * units])
+            h_z, h_r = ops.split(inner, 2, axis=-1)
+            z = self.recurrent_activation(x_z + h_z)
+            r = self.recurrent_activation(x_r + h_r)
+            n = self.activation(
+                x_h
+                + ops.matmul(r * h_in, self.recurrent_kernel[:, 2 * units :])
+            )
+        h = z * h_prev + (1 - z) * n
+        return h, [h]
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "recurrent_activation": keras.activations.serialize(
+                    self.recurrent_activation
+                ),
+                "reset_after": self.reset_after,
+            }
+        )
+        return config

@@ -1,0 +1,100 @@
+"""The long short-term memory cell."""
+
+import keras
+from keras import ops
+
+from kerasrnn.cells.base import RecurrentCell
+from kerasrnn.cells.base import apply_mask
+from kerasrnn.cells.base import get_activation
+
+# Keras' (and PyTorch's) order of the gate blocks in kernel/bias columns.
+GATE_ORDER = ("i", "f", "c", "o")
+
+
+@keras.saving.register_keras_serializable(package="kerasrnn")
+class LSTMCell(RecurrentCell):
+    """LSTM cell with forget gate (Hochreiter & Schmidhuber 1997; Gers 2000).
+
+    Equations, with ``[W_i W_f W_c W_o] = kernel``, ``[U_i U_f U_c U_o] =
+    recurrent_kernel``, ``[b_i b_f b_c b_o] = bias``, σ =
+    ``recurrent_activation`` and ``g = activation``::
+
+        i_t = σ(x_t W_i + h_{t-1} U_i + b_i)        input gate
+        f_t = σ(x_t W_f + h_{t-1} U_f + b_f)        forget gate
+        g_t = g(x_t W_c + h_{t-1} U_c + b_c)        candidate
+        o_t = σ(x_t W_o + h_{t-1} U_o + b_o)        output gate
+        c_t = f_t ⊙ c_{t-1} + i_t ⊙ g_t             cell state
+        h_t = o_t ⊙ g(c_t)                          hidden state
+
+    Args:
+        units: H, the size of ``h`` and ``c``.
+        activation: ``g``, default ``"tanh"``.
+        recurrent_activation: σ, default ``"sigmoid"``.
+        unit_forget_bias: initialise ``b_f`` to 1 (Jozefowicz et al. 2015).
+        Other arguments as in ``keras.layers.LSTMCell``.
+
+    Call arguments:
+        inputs: ``(batch, input_dim)``.
+        states: ``[h_{t-1}, c_{t-1}]``, each ``(batch, H)``.
+
+    Returns:
+        ``(h_t, [h_t, c_t])``.
+    """
+
+    gate_count = len(GATE_ORDER)
+
+    def __init__(
+        self,
+        units,
+        activation="tanh",
+        recurrent_activation="sigmoid",
+        unit_forget_bias=True,
+        **kwargs,
+    ):
+        super().__init__(units, activation=activation, **kwargs)
+        self.recurrent_activation = get_activation(
+            "recurrent_activation", recurrent_activation
+        )
+        self.unit_forget_bias = bool(unit_forget_bias)
+
+    @property
+    def state_size(self):
+        return [self.units, self.units]
+
+    def bias_initial_value(self, shape, dtype=None):
+        if not self.unit_forget_bias:
+            return self.bias_initializer(shape, dtype=dtype)
+        units = self.units
+        return ops.concatenate(
+            [
+                self.bias_initializer((units,), dtype=dtype),
+                ops.ones((units,), dtype=dtype),
+                self.bias_initializer((2 * units,), dtype=dtype),
+            ]
+        )
+
+    def recurrent_step(self, projected, states, recurrent_mask=None):
+        h_prev, c_prev = states
+        z = projected + ops.matmul(
+            apply_mask(h_prev, recurrent_mask), self.recurrent_kernel
+        )
+        z_i, z_f, z_c, z_o = ops.split(z, 4, axis=-1)
+        i = self.recurrent_activation(z_i)
+        f = self.recurrent_activation(z_f)
+        g = self.activation(z_c)
+        o = self.recurrent_activation(z_o)
+        c = f * c_prev + i * g
+        h = o * self.activation(c)
+        return h, [h, c]
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "recurrent_activation": keras.activations.serialize(
+                    self.recurrent_activation
+                ),
+                "unit_forget_bias": self.unit_forget_bias,
+            }
+        )
+        return config

@@ -1,0 +1,51 @@
+"""The Elman (simple) recurrent cell."""
+
+import keras
+from keras import ops
+
+from kerasrnn.cells.base import RecurrentCell
+from kerasrnn.cells.base import apply_mask
+
+GATE_ORDER = ("h",)
+
+
+@keras.saving.register_keras_serializable(package="kerasrnn")
+class SimpleRNNCell(RecurrentCell):
+    """Elman cell: one tanh (or relu) layer fed back into itself.
+
+    Equation, for input ``x_t`` and previous state ``h_{t-1}``::
+
+        h_t = g(x_t W + h_{t-1} U + b)
+
+    with ``W = kernel (input_dim, H)``, ``U = recurrent_kernel (H, H)``,
+    ``b = bias (H,)`` and ``g = activation``. The output is ``h_t``.
+
+    Args:
+        units: H, the size of the state (positive int).
+        activation: ``g``, default ``"tanh"`` (``"relu"`` for IRNN-style).
+        use_bias, *_initializer, *_regularizer, *_constraint, dropout,
+        recurrent_dropout, seed: as in ``keras.layers.SimpleRNNCell``.
+
+    Call arguments:
+        inputs: ``(batch, input_dim)``.
+        states: ``[h_{t-1}]``, each ``(batch, H)``.
+        training: whether dropout is active.
+
+    Returns:
+        ``(h_t, [h_t])``.
+
+    Reference:
+        Elman, "Finding Structure in Time", Cognitive Science 1990.
+    """
+
+    gate_count = len(GATE_ORDER)
+
+    def recurrent_step(self, projected, states, recurrent_mask=None):
+        h_prev = states[0]
+        # h_t = g(x_t W + b + h_{t-1} U)
+        h = self.activation(
+            projected
+            + ops.matmul(apply_mask(h_prev, recurrent_mask),
+                         self.recurrent_kernel)
+        )
+        return h, [h]

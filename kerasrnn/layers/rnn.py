@@ -1,0 +1,228 @@
+"""``RNN``: runs a kerasrnn cell over the time axis."""
+
+import keras
+from keras import ops
+
+from kerasrnn.cells.base import RecurrentCell
+from kerasrnn.layers.checks import check_mask
+from kerasrnn.layers.checks import check_sequences
+from kerasrnn.layers.checks import check_states
+from kerasrnn.layers.time_loop import run_time_loop
+
+
+@keras.saving.register_keras_serializable(package="kerasrnn")
+class RNN(keras.layers.Layer):
+    """Runs a cell over a sequence, like ``keras.layers.RNN``.
+
+    The input part of every gate, ``x_t W + b``, is computed for all steps in
+    one matmul before the loop; the loop does only ``recurrent_step``.
+    Equivalent loop, for ``sequences`` of shape ``(B, T, F)``::
+
+        states = initial_state or zeros
+        for t in range(T):                      # reversed if go_backwards
+            out_t, new = cell(sequences[:, t], states)
+            states = new      where mask[:, t] else states
+            out_t  = out_t    where mask[:, t] else previous out (or zeros)
+
+    Args:
+        cell: a kerasrnn cell (``SimpleRNNCell``, ``LSTMCell``, ``GRUCell``).
+        return_sequences: return the output of every step ``(B, T, H)``
+            instead of the last one ``(B, H)``.
+        return_state: also return the final states.
+        go_backwards: process the sequence from its end; outputs come in
+            processing (reversed) order, as in Keras.
+        stateful: carry the final states of a batch into the next call
+            (needs a fixed batch size); ``reset_states()`` zeroes them.
+        unroll: unroll the time loop in Python (static, short sequences).
+        zero_output_for_mask: output zeros at masked steps instead of the
+            previous output (``Bidirectional`` sets it for sequences).
+
+    Call arguments:
+        sequences: float ``(B, T, F)``.
+        initial_state: list of ``(B, H)`` tensors (``[h]`` or ``[h, c]``).
+        mask: boolean ``(B, T)``, True for real steps. Comes from
+            ``Embedding(mask_zero=True)`` or ``Masking`` automatically. At a
+            masked step the state carries over unchanged.
+        training: enables dropout. Dropout masks are drawn once per sequence
+            (variational dropout, Gal & Ghahramani 2016).
+
+    Returns:
+        ``output`` or, with ``return_state``, ``[output, *final_states]``.
+    """
+
+    def __init__(
+        self,
+        cell,
+        return_sequences=False,
+        return_state=False,
+        go_backwards=False,
+        stateful=False,
+        unroll=False,
+        zero_output_for_mask=False,
+        **kwargs,
+    ):
+        if not isinstance(cell, RecurrentCell):
+            raise TypeError(
+                "`cell` must be a kerasrnn cell (SimpleRNNCell, LSTMCell, "
+                f"GRUCell). Received: cell={cell!r}"
+            )
+        super().__init__(**kwargs)
+        self.cell = cell
+        self.return_sequences = bool(return_sequences)
+        self.return_state = bool(return_state)
+        self.go_backwards = bool(go_backwards)
+        self.stateful = bool(stateful)
+        self.unroll = bool(unroll)
+        self.zero_output_for_mask = bool(zero_output_for_mask)
+        self.supports_masking = True
+        self.states = None
+
+    @property
+    def state_size(self):
+        return self.cell.state_size
+
+    @property
+    def units(self):
+        return self.cell.units
+
+    def build(self, sequences_shape, initial_state_shape=None):
+        if len(sequences_shape) != 3:
+            raise ValueError(
+                f"Layer '{self.name}' expects `sequences` of rank 3 (batch, "
+                f"time, features). Received: shape={tuple(sequences_shape)}"
+            )
+        if not self.cell.built:
+            self.cell.build((sequences_shape[0], sequences_shape[-1]))
+        if self.stateful and self.states is None:
+            batch_size = sequences_shape[0]
+            if batch_size is None:
+                raise ValueError(
+                    f"Layer '{self.name}' is stateful and needs a static "
+                    "batch size: pass `batch_shape=(batch, time, features)` "
+                    f"to keras.Input. Received: shape={tuple(sequences_shape)}"
+                )
+            # Like Keras, the carried states are not weights: they are not
+            # saved and do not shift get_weights(), so a stateful layer
+            # still takes a Keras built-in layer's weights as they are.
+            object.__setattr__(self, "states", [
+                keras.Variable(
+                    ops.zeros((batch_size, size), dtype=self.compute_dtype),
+                    trainable=False,
+                    name=f"{self.name}_state_{index}",
+                )
+                for index, size in enumerate(self.state_size)
+            ])
+
+    def reset_states(self, states=None):
+        """Zeroes the carried states of a stateful layer, or sets them."""
+        if not self.stateful:
+            raise AttributeError(
+                f"Layer '{self.name}' is not stateful; reset_states() only "
+                "applies to layers built with stateful=True."
+            )
+        if self.states is None:
+            return
+        if states is None:
+            for variable in self.states:
+                variable.assign(ops.zeros_like(variable))
+            return
+        batch_size = self.states[0].shape[0]
+        states = check_states(
+            states, self.state_size, batch_size, self.name, "states"
+        )
+        for variable, value in zip(self.states, states):
+            variable.assign(value)
+
+    reset_state = reset_states
+
+    def call(self, sequences, initial_state=None, mask=None, training=False):
+        sequences = check_sequences(
+            sequences, self.name, self.cell.kernel.shape[0]
+        )
+        mask = check_mask(mask, sequences, self.name)
+        batch_size = sequences.shape[0]
+        if initial_state is None:
+            if self.stateful:
+                initial_state = [ops.convert_to_tensor(s) for s in self.states]
+            else:
+                initial_state = self.cell.get_initial_state(
+                    ops.shape(sequences)[0]
+                )
+        states = check_states(
+            initial_state, self.state_size, batch_size, self.name,
+            "initial_state",
+        )
+        states = [ops.cast(s, self.compute_dtype) for s in states]
+
+        input_mask, recurrent_mask = self.cell.dropout_masks(
+            ops.shape(sequences)[0], sequences.shape[-1], training
+        )
+        if input_mask is not None:
+            # One mask for the whole sequence: broadcast over time.
+            sequences = sequences * ops.expand_dims(input_mask, 1)
+        if self.go_backwards:
+            sequences = ops.flip(sequences, axis=1)
+            if mask is not None:
+                mask = ops.flip(mask, axis=1)
+        projected = self.cell.project_inputs(sequences)
+
+        def step(projected_t, step_states):
+            return self.cell.recurrent_step(
+                projected_t, step_states, recurrent_mask
+            )
+
+        last_output, outputs, final_states = run_time_loop(
+            step,
+            projected,
+            states,
+            mask=mask,
+            return_sequences=self.return_sequences,
+            zero_output_for_mask=self.zero_output_for_mask,
+            unroll=self.unroll,
+        )
+        if self.stateful:
+            for variable, value in zip(self.states, final_states):
+                variable.assign(value)
+        output = outputs if self.return_sequences else last_output
+        if self.return_state:
+            return [output, *final_states]
+        return output
+
+    def compute_output_shape(self, sequences_shape, initial_state_shape=None):
+        batch_size, steps = sequences_shape[0], sequences_shape[1]
+        if self.return_sequences:
+            output_shape = (batch_size, steps, self.cell.output_size)
+        else:
+            output_shape = (batch_size, self.cell.output_size)
+        if self.return_state:
+            return [output_shape] + [
+                (batch_size, size) for size in self.state_size
+            ]
+        return output_shape
+
+    def compute_mask(self, sequences, mask=None):
+        output_mask = mask if self.return_sequences else None
+        if self.return_state:
+            return [output_mask] + [None] * len(self.state_size)
+        return output_mask
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "cell": keras.saving.serialize_keras_object(self.cell),
+                "return_sequences": self.return_sequences,
+                "return_state": self.return_state,
+                "go_backwards": self.go_backwards,
+                "stateful": self.stateful,
+                "unroll": self.unroll,
+                "zero_output_for_mask": self.zero_output_for_mask,
+            }
+        )
+        return config
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        config["cell"] = keras.saving.deserialize_keras_object(config["cell"])
+        return cls(**config)

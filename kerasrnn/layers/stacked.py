@@ -1,0 +1,381 @@
+"""``SimpleRNN``, ``LSTM``, ``GRU``: drop-in Keras layers, deep and bidirectional.
+
+With the defaults (``num_layers=1``, ``bidirectional=False``) each is a
+drop-in replacement for ``keras.layers.SimpleRNN/LSTM/GRU``: same arguments,
+same weights (``get_weights() == [kernel, recurrent_kernel, bias]``), same
+outputs. The PyTorch-style options stack layers the way ``torch.nn.LSTM``
+does: layer ``k+1`` reads the (merged) output sequence of layer ``k``.
+"""
+
+import inspect
+
+import keras
+from keras import ops
+
+from kerasrnn.cells import GRUCell
+from kerasrnn.cells import LSTMCell
+from kerasrnn.cells import SimpleRNNCell
+from kerasrnn.cells.base import RecurrentCell
+from kerasrnn.cells.base import validate_rate
+from kerasrnn.layers.bidirectional import Bidirectional
+from kerasrnn.layers.bidirectional import check_merge_mode
+from kerasrnn.layers.checks import check_sequences
+from kerasrnn.layers.checks import check_states
+from kerasrnn.layers.pooling import last_valid_step
+from kerasrnn.layers.rnn import RNN
+
+STATE_LAYOUTS = ("keras", "pytorch")
+# Arguments for the Layer itself; every other keyword configures the cells.
+LAYER_ARGUMENTS = ("name", "dtype", "trainable", "autocast", "input_shape")
+
+
+class StackedRecurrent(keras.layers.Layer):
+    """A stack of ``num_layers`` recurrent layers of one cell type.
+
+    Args:
+        units: H, the state size of every layer.
+        **cell arguments: forwarded to each cell (activation, initializers,
+            regularizers, constraints, dropout, recurrent_dropout, seed, and
+            ``unit_forget_bias`` / ``reset_after`` for LSTM / GRU).
+        return_sequences, return_state, go_backwards, stateful, unroll: as
+            in Keras (``go_backwards`` only for one unidirectional layer).
+        num_layers: number of stacked layers (default 1).
+        bidirectional: run each layer in both directions.
+        merge_mode: how each bidirectional layer merges its directions,
+            ``"concat"`` (default, as PyTorch), ``"sum"``, ``"mul"``,
+            ``"ave"``.
+        inter_layer_dropout: dropout rate on each layer's output sequence
+            before the next layer (not after the last layer).
+        residual: add each layer's input to its output, from the second
+            layer on (GNMT-style; shapes match there).
+        state_layout: ``"keras"`` (default): final and initial states are a
+            flat list, layer-major, forward before backward, ``[h, c]``
+            within each. ``"pytorch"``: ``[h_n]`` or ``[h_n, c_n]``, each
+            ``(num_layers * num_directions, B, H)`` in the same order, as
+            returned by ``torch.nn.LSTM``.
+
+    Call arguments:
+        sequences: float ``(B, T, F)``.
+        initial_state: states in ``state_layout``.
+        mask: boolean ``(B, T)``.
+        training: enables dropout.
+
+    Returns:
+        ``output`` (``(B, T, D*H)`` or ``(B, D*H)`` for concat), followed by
+        the final states in ``state_layout`` when ``return_state=True``.
+    """
+
+    cell_class = RecurrentCell
+
+    def __init__(
+        self,
+        units,
+        return_sequences=False,
+        return_state=False,
+        go_backwards=False,
+        stateful=False,
+        unroll=False,
+        num_layers=1,
+        bidirectional=False,
+        merge_mode="concat",
+        inter_layer_dropout=0.0,
+        residual=False,
+        state_layout="keras",
+        **kwargs,
+    ):
+        layer_kwargs = {
+            key: kwargs.pop(key) for key in LAYER_ARGUMENTS if key in kwargs
+        }
+        unknown = set(kwargs) - set(self.cell_arguments())
+        if unknown:
+            raise TypeError(
+                f"{type(self).__name__} got unknown argument(s) "
+                f"{sorted(unknown)}. Expected cell arguments "
+                f"{sorted(self.cell_arguments())} or layer arguments."
+            )
+        super().__init__(**layer_kwargs)
+        if isinstance(num_layers, bool) or not isinstance(
+            num_layers, int
+        ) or num_layers < 1:
+            raise ValueError(
+                "`num_layers` must be a positive integer. Received: "
+                f"num_layers={num_layers!r}"
+            )
+        if state_layout not in STATE_LAYOUTS:
+            raise ValueError(
+                f"`state_layout` must be one of {STATE_LAYOUTS}. Received: "
+                f"state_layout={state_layout!r}"
+            )
+        if go_backwards and (num_layers > 1 or bidirectional):
+            raise ValueError(
+                "`go_backwards=True` applies to one unidirectional layer; "
+                "for deep or bidirectional stacks use bidirectional=True or "
+                f"reverse the inputs. Received: num_layers={num_layers}, "
+                f"bidirectional={bidirectional}"
+            )
+        residual = bool(residual)
+        if residual and bidirectional and not return_sequences:
+            raise ValueError(
+                "residual=True with bidirectional=True needs "
+                "return_sequences=True (the residual sum has no 'last step' "
+                "for the backward half); pool the sequences with "
+                "SequencePooling instead."
+            )
+        self.units = units
+        self.cell_config = dict(kwargs, units=units)
+        # Builds (and so validates) one cell now: a bad argument fails here.
+        prototype = self.cell_class(**self.cell_config)
+        self.return_sequences = bool(return_sequences)
+        self.return_state = bool(return_state)
+        self.go_backwards = bool(go_backwards)
+        self.stateful = bool(stateful)
+        self.unroll = bool(unroll)
+        self.num_layers = num_layers
+        self.bidirectional = bool(bidirectional)
+        self.merge_mode = check_merge_mode(merge_mode)
+        if self.merge_mode is None:
+            raise ValueError(
+                "`merge_mode=None` cannot feed a next layer; use 'concat', "
+                "'sum', 'mul' or 'ave'."
+            )
+        self.inter_layer_dropout = validate_rate(
+            "inter_layer_dropout", inter_layer_dropout
+        )
+        self.residual = residual
+        self.state_layout = state_layout
+        self.state_size = list(prototype.state_size)
+        self.num_directions = 2 if self.bidirectional else 1
+        self.supports_masking = True
+
+        dtype = layer_kwargs.get("dtype")
+        self.recurrent_layers = []
+        self.dropout_layers = []
+        for index in range(num_layers):
+            last = index == num_layers - 1
+            sequences_out = self.return_sequences or not last or (
+                self.residual and index > 0
+            )
+            layer = self._make_rnn(
+                index, 0, sequences_out, self.go_backwards, dtype
+            )
+            if self.bidirectional:
+                layer = Bidirectional(
+                    layer,
+                    merge_mode=self.merge_mode,
+                    backward_layer=self._make_rnn(
+                        index, 1, sequences_out, True, dtype
+                    ),
+                    name=f"layer_{index}",
+                    dtype=dtype,
+                )
+            self.recurrent_layers.append(layer)
+            if not last and self.inter_layer_dropout > 0:
+                self.dropout_layers.append(
+                    keras.layers.Dropout(
+                        self.inter_layer_dropout,
+                        seed=self.cell_config.get("seed"),
+                        name=f"dropout_{index}",
+                    )
+                )
+
+    @classmethod
+    def cell_arguments(cls):
+        names = set()
+        for klass in (cls.cell_class, RecurrentCell):
+            names |= set(inspect.signature(klass.__init__).parameters)
+        return names - {"self", "kwargs", "units"}
+
+    def _make_rnn(self, index, direction, return_sequences, backwards, dtype):
+        config = dict(self.cell_config)
+        if config.get("seed") is not None:
+            # Distinct dropout masks per layer and direction.
+            config["seed"] = config["seed"] + 2 * index + direction
+        suffix = "backward" if direction else "forward"
+        name = f"layer_{index}_{suffix}" if self.bidirectional else (
+            f"layer_{index}"
+        )
+        return RNN(
+            self.cell_class(**config, dtype=dtype),
+            return_sequences=return_sequences,
+            return_state=True,
+            go_backwards=backwards,
+            stateful=self.stateful,
+            unroll=self.unroll,
+            name=name,
+            dtype=dtype,
+        )
+
+    @property
+    def output_size(self):
+        if self.bidirectional and self.merge_mode == "concat":
+            return 2 * self.units
+        return self.units
+
+    def build(self, sequences_shape, initial_state_shape=None):
+        shape = tuple(sequences_shape)
+        for layer in self.recurrent_layers:
+            layer.build(shape)
+            shape = shape[:2] + (self.output_size,)
+
+    def _split_initial_state(self, initial_state, batch_size):
+        """Initial states as one list per (layer, direction) sub-layer."""
+        per_layer = len(self.state_size) * self.num_directions
+        if initial_state is None:
+            return [None] * self.num_layers
+        if not isinstance(initial_state, (list, tuple)):
+            initial_state = [initial_state]
+        if self.state_layout == "pytorch":
+            initial_state = self._from_pytorch_layout(
+                initial_state, batch_size
+            )
+        expected = per_layer * self.num_layers
+        if len(initial_state) != expected:
+            raise ValueError(
+                f"Layer '{self.name}' expects `initial_state` to list "
+                f"{expected} tensors (layer-major, forward before backward, "
+                f"{len(self.state_size)} per direction). Received "
+                f"{len(initial_state)}."
+            )
+        sizes = [self.units] * expected
+        states = check_states(
+            initial_state, sizes, batch_size, self.name, "initial_state"
+        )
+        return [
+            states[k * per_layer:(k + 1) * per_layer]
+            for k in range(self.num_layers)
+        ]
+
+    def _from_pytorch_layout(self, initial_state, batch_size):
+        count = self.num_layers * self.num_directions
+        if len(initial_state) != len(self.state_size):
+            raise ValueError(
+                f"Layer '{self.name}' with state_layout='pytorch' expects "
+                f"`initial_state` = {len(self.state_size)} tensor(s) of "
+                f"shape ({count}, batch, {self.units}). Received "
+                f"{len(initial_state)}."
+            )
+        stacked = []
+        for index, state in enumerate(initial_state):
+            state = ops.convert_to_tensor(state)
+            expected = (count, batch_size, self.units)
+            shape = tuple(state.shape)
+            if len(shape) != 3 or any(
+                a is not None and b is not None and a != b
+                for a, b in zip(shape, expected)
+            ):
+                raise ValueError(
+                    f"Layer '{self.name}': `initial_state[{index}]` must "
+                    f"have shape {expected} (state_layout='pytorch'). "
+                    f"Received: shape={shape}"
+                )
+            stacked.append(state)
+        # Flat layout: for each (layer, direction), its [h, c].
+        return [
+            stacked[s][k]
+            for k in range(count)
+            for s in range(len(self.state_size))
+        ]
+
+    def _to_pytorch_layout(self, states):
+        size = len(self.state_size)
+        return [ops.stack(states[s::size], axis=0) for s in range(size)]
+
+    def call(self, sequences, initial_state=None, mask=None, training=False):
+        sequences = check_sequences(sequences, self.name)
+        initial_states = self._split_initial_state(
+            initial_state, sequences.shape[0]
+        )
+        inputs = sequences
+        final_states = []
+        for index, layer in enumerate(self.recurrent_layers):
+            output, *states = layer(
+                inputs,
+                initial_state=initial_states[index],
+                mask=mask,
+                training=training,
+            )
+            final_states += states
+            if self.residual and index > 0:
+                output = output + inputs
+            if index < len(self.dropout_layers):
+                output = self.dropout_layers[index](output, training=training)
+            inputs = output
+        if self.residual and self.num_layers > 1 and not self.return_sequences:
+            output = last_valid_step(output, mask)
+        if not self.return_state:
+            return output
+        if self.state_layout == "pytorch":
+            final_states = self._to_pytorch_layout(final_states)
+        return [output, *final_states]
+
+    def reset_states(self):
+        for layer in self.recurrent_layers:
+            layer.reset_states()
+
+    def compute_output_shape(self, sequences_shape, initial_state_shape=None):
+        batch_size, steps = sequences_shape[0], sequences_shape[1]
+        if self.return_sequences:
+            output_shape = (batch_size, steps, self.output_size)
+        else:
+            output_shape = (batch_size, self.output_size)
+        if not self.return_state:
+            return output_shape
+        count = self.num_layers * self.num_directions
+        if self.state_layout == "pytorch":
+            states = [(count, batch_size, self.units)] * len(self.state_size)
+        else:
+            states = [(batch_size, self.units)] * (
+                count * len(self.state_size)
+            )
+        return [output_shape] + states
+
+    def compute_mask(self, sequences, mask=None):
+        output_mask = mask if self.return_sequences else None
+        if not self.return_state:
+            return output_mask
+        states = len(self.compute_output_shape((None, None, None))) - 1
+        return [output_mask] + [None] * states
+
+    def get_config(self):
+        config = super().get_config()
+        cell_config = self.cell_class(**self.cell_config).get_config()
+        for key in ("name", "trainable", "dtype"):
+            cell_config.pop(key, None)
+        config.update(cell_config)
+        config.update(
+            {
+                "return_sequences": self.return_sequences,
+                "return_state": self.return_state,
+                "go_backwards": self.go_backwards,
+                "stateful": self.stateful,
+                "unroll": self.unroll,
+                "num_layers": self.num_layers,
+                "bidirectional": self.bidirectional,
+                "merge_mode": self.merge_mode,
+                "inter_layer_dropout": self.inter_layer_dropout,
+                "residual": self.residual,
+                "state_layout": self.state_layout,
+            }
+        )
+        return config
+
+
+@keras.saving.register_keras_serializable(package="kerasrnn")
+class SimpleRNN(StackedRecurrent):
+    """Elman RNN layer(s); see ``SimpleRNNCell`` and ``StackedRecurrent``."""
+
+    cell_class = SimpleRNNCell
+
+
+@keras.saving.register_keras_serializable(package="kerasrnn")
+class LSTM(StackedRecurrent):
+    """LSTM layer(s); see ``LSTMCell`` and ``StackedRecurrent``."""
+
+    cell_class = LSTMCell
+
+
+@keras.saving.register_keras_serializable(package="kerasrnn")
+class GRU(StackedRecurrent):
+    """GRU layer(s); see ``GRUCell`` and ``StackedRecurrent``."""
+
+    cell_class = GRUCell

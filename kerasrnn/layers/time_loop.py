@@ -1,0 +1,115 @@
+"""The time loop shared by every recurrent layer.
+
+``run_time_loop`` runs a step function over the time axis of an already
+projected sequence. It is a graph loop (``tf.while_loop``) with no Python
+per step, and XLA-compatible (``maximum_iterations`` is set), or a Python
+unrolled loop when the length is static and ``unroll=True``.
+
+Masking follows Keras: at a masked step the states carry over unchanged, and
+the output is either the previous step's output (zeros before the first
+step) or zeros (``zero_output_for_mask=True``).
+"""
+
+import tensorflow as tf
+
+
+def run_time_loop(
+    step,
+    inputs,
+    initial_states,
+    mask=None,
+    return_sequences=True,
+    zero_output_for_mask=False,
+    unroll=False,
+):
+    """Runs ``step`` over axis 1 of ``inputs``.
+
+    Args:
+        step: ``step(x_t, states) -> (output, new_states)`` where ``x_t`` is
+            ``inputs[:, t]`` and ``output`` has the shape of ``states[0]``.
+        inputs: ``(batch, time, features)``.
+        initial_states: list of ``(batch, size)`` tensors.
+        mask: None or a boolean ``(batch, time)`` tensor; False = skip step.
+        return_sequences: whether to collect the output of every step.
+        zero_output_for_mask: output zeros (not the previous output) at
+            masked steps.
+        unroll: unroll the loop in Python (needs a static time length).
+
+    Returns:
+        ``(last_output, outputs, final_states)``; ``outputs`` is
+        ``(batch, time, units)`` or None when ``return_sequences=False``.
+    """
+    inputs_tm = tf.transpose(inputs, [1, 0, 2])
+    mask_tm = None
+    if mask is not None:
+        mask_tm = tf.expand_dims(tf.transpose(mask), -1)
+    zero_output = tf.zeros_like(initial_states[0])
+
+    def masked_step(x_t, mask_t, prev_output, states):
+        output, new_states = step(x_t, states)
+        if mask_t is None:
+            return output, list(new_states)
+        fallback = zero_output if zero_output_for_mask else prev_output
+        output = tf.where(mask_t, output, fallback)
+        new_states = [
+            tf.where(mask_t, new, old) for new, old in zip(new_states, states)
+        ]
+        return output, new_states
+
+    if unroll:
+        return _unrolled(
+            masked_step, inputs_tm, mask_tm, zero_output, initial_states,
+            return_sequences,
+        )
+
+    steps = tf.shape(inputs_tm)[0]
+    input_ta = tf.TensorArray(inputs.dtype, size=steps).unstack(inputs_tm)
+    mask_ta = None
+    if mask_tm is not None:
+        mask_ta = tf.TensorArray(tf.bool, size=steps).unstack(mask_tm)
+    output_ta = tf.TensorArray(
+        zero_output.dtype, size=steps if return_sequences else 0
+    )
+    state_count = len(initial_states)
+
+    def body(t, output_ta, prev_output, *states):
+        mask_t = None if mask_ta is None else mask_ta.read(t)
+        output, new_states = masked_step(
+            input_ta.read(t), mask_t, prev_output, list(states)
+        )
+        if return_sequences:
+            output_ta = output_ta.write(t, output)
+        return (t + 1, output_ta, output, *new_states)
+
+    loop_vars = (tf.constant(0), output_ta, zero_output, *initial_states)
+    result = tf.while_loop(
+        lambda t, *_: t < steps,
+        body,
+        loop_vars,
+        maximum_iterations=steps,
+    )
+    _, output_ta, last_output = result[:3]
+    final_states = list(result[3 : 3 + state_count])
+    outputs = None
+    if return_sequences:
+        outputs = tf.transpose(output_ta.stack(), [1, 0, 2])
+    return last_output, outputs, final_states
+
+
+def _unrolled(
+    masked_step, inputs_tm, mask_tm, zero_output, states, return_sequences
+):
+    if inputs_tm.shape[0] is None:
+        raise ValueError(
+            "unroll=True needs a static sequence length; received a time "
+            "axis of unknown length. Pass `shape=(time, features)` to "
+            "`keras.Input` or use unroll=False."
+        )
+    output = zero_output
+    outputs = []
+    for t in range(inputs_tm.shape[0]):
+        mask_t = None if mask_tm is None else mask_tm[t]
+        output, states = masked_step(inputs_tm[t], mask_t, output, states)
+        outputs.append(output)
+    stacked = tf.stack(outputs, axis=1) if return_sequences else None
+    return output, stacked, states
