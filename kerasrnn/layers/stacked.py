@@ -37,8 +37,9 @@ class StackedRecurrent(keras.layers.Layer):
         **cell arguments: forwarded to each cell (activation, initializers,
             regularizers, constraints, dropout, recurrent_dropout, seed, and
             ``unit_forget_bias`` / ``reset_after`` for LSTM / GRU).
-        return_sequences, return_state, go_backwards, stateful, unroll: as
-            in Keras (``go_backwards`` only for one unidirectional layer).
+        return_sequences, return_state, go_backwards, stateful, unroll,
+            zero_output_for_mask: as in Keras (``go_backwards`` only for one
+            unidirectional layer).
         num_layers: number of stacked layers (default 1).
         bidirectional: run each layer in both directions.
         merge_mode: how each bidirectional layer merges its directions,
@@ -75,6 +76,7 @@ class StackedRecurrent(keras.layers.Layer):
         go_backwards=False,
         stateful=False,
         unroll=False,
+        zero_output_for_mask=False,
         num_layers=1,
         bidirectional=False,
         merge_mode="concat",
@@ -177,6 +179,20 @@ class StackedRecurrent(keras.layers.Layer):
                         name=f"dropout_{index}",
                     )
                 )
+        self.zero_output_for_mask = zero_output_for_mask
+
+    @property
+    def zero_output_for_mask(self):
+        return self._zero_output_for_mask
+
+    @zero_output_for_mask.setter
+    def zero_output_for_mask(self, value):
+        # Bidirectional sets it on the layer it wraps; the sub-layers follow
+        # (inner Bidirectional layers keep their own, forced, setting).
+        self._zero_output_for_mask = bool(value)
+        for layer in getattr(self, "recurrent_layers", []):
+            if isinstance(layer, RNN):
+                layer.zero_output_for_mask = self._zero_output_for_mask
 
     @classmethod
     def cell_arguments(cls):
@@ -349,6 +365,7 @@ class StackedRecurrent(keras.layers.Layer):
                 "go_backwards": self.go_backwards,
                 "stateful": self.stateful,
                 "unroll": self.unroll,
+                "zero_output_for_mask": self.zero_output_for_mask,
                 "num_layers": self.num_layers,
                 "bidirectional": self.bidirectional,
                 "merge_mode": self.merge_mode,

@@ -1,0 +1,179 @@
+"""kerasrnn layers against Keras' built-in layers with copied weights."""
+
+import itertools
+
+import keras
+import numpy as np
+import pytest
+
+import kerasrnn
+
+ATOL = 1e-5
+BATCH, STEPS, FEATURES, UNITS = 4, 6, 5, 3
+
+# (kerasrnn layer, Keras layer, extra constructor arguments)
+LAYERS = [
+    (kerasrnn.LSTM, keras.layers.LSTM, {}),
+    (kerasrnn.LSTM, keras.layers.LSTM, {"unit_forget_bias": False}),
+    (kerasrnn.GRU, keras.layers.GRU, {"reset_after": True}),
+    (kerasrnn.GRU, keras.layers.GRU, {"reset_after": False}),
+    (kerasrnn.SimpleRNN, keras.layers.SimpleRNN, {}),
+    (kerasrnn.SimpleRNN, keras.layers.SimpleRNN, {"activation": "relu"}),
+]
+LAYER_IDS = ["lstm", "lstm-nofb", "gru-after", "gru-before", "elman",
+             "elman-relu"]
+
+
+def make_mask(kind, rng):
+    if kind is None:
+        return None
+    if kind == "right-padded":
+        lengths = rng.integers(1, STEPS + 1, size=BATCH)
+        lengths[0] = STEPS
+        return np.arange(STEPS)[None, :] < lengths[:, None]
+    mask = rng.random((BATCH, STEPS)) > 0.3  # holes anywhere
+    mask[:, 0] = True
+    return mask
+
+
+def assert_all_close(ours, theirs):
+    ours = ours if isinstance(ours, (list, tuple)) else [ours]
+    theirs = theirs if isinstance(theirs, (list, tuple)) else [theirs]
+    assert len(ours) == len(theirs)
+    for a, b in zip(ours, theirs):
+        a, b = np.asarray(a), np.asarray(b)
+        assert a.shape == b.shape
+        np.testing.assert_allclose(a, b, atol=ATOL, rtol=0)
+
+
+def random_weights(layer, rng):
+    layer.set_weights(
+        [rng.normal(scale=0.5, size=w.shape) for w in layer.get_weights()]
+    )
+
+
+@pytest.mark.parametrize("ours_cls,keras_cls,extra", LAYERS, ids=LAYER_IDS)
+@pytest.mark.parametrize("go_backwards", [False, True])
+@pytest.mark.parametrize("mask_kind", [None, "right-padded", "holes"])
+def test_layer_matches_keras(ours_cls, keras_cls, extra, go_backwards,
+                             mask_kind):
+    rng = np.random.default_rng(abs(hash((keras_cls.__name__, go_backwards,
+                                          mask_kind, str(extra)))) % 2**32)
+    x = rng.normal(size=(BATCH, STEPS, FEATURES)).astype("float32")
+    mask = make_mask(mask_kind, rng)
+    state_count = 2 if keras_cls is keras.layers.LSTM else 1
+    for return_sequences, return_state, with_state in itertools.product(
+        [False, True], [False, True], [False, True]
+    ):
+        args = dict(extra, return_sequences=return_sequences,
+                    return_state=return_state, go_backwards=go_backwards)
+        theirs = keras_cls(UNITS, **args)
+        ours = ours_cls(UNITS, **args)
+        theirs(x)
+        ours(x)
+        random_weights(theirs, rng)
+        ours.set_weights(theirs.get_weights())
+        kwargs = {"mask": mask}
+        if with_state:
+            kwargs["initial_state"] = [
+                rng.normal(size=(BATCH, UNITS)).astype("float32")
+                for _ in range(state_count)
+            ]
+        assert_all_close(ours(x, **kwargs), theirs(x, **kwargs))
+
+
+@pytest.mark.parametrize("ours_cls,keras_cls,extra", LAYERS[::2],
+                         ids=LAYER_IDS[::2])
+@pytest.mark.parametrize("merge_mode", ["concat", "sum", "mul", "ave", None])
+def test_bidirectional_matches_keras(ours_cls, keras_cls, extra, merge_mode):
+    rng = np.random.default_rng(7)
+    x = rng.normal(size=(BATCH, STEPS, FEATURES)).astype("float32")
+    mask = make_mask("right-padded", rng)
+    state_count = 2 if keras_cls is keras.layers.LSTM else 1
+    for return_sequences, with_state in itertools.product(
+        [False, True], [False, True]
+    ):
+        args = dict(extra, return_sequences=return_sequences,
+                    return_state=True)
+        theirs = keras.layers.Bidirectional(
+            keras_cls(UNITS, **args), merge_mode=merge_mode
+        )
+        ours = kerasrnn.Bidirectional(
+            ours_cls(UNITS, **args), merge_mode=merge_mode
+        )
+        theirs(x)
+        ours(x)
+        random_weights(theirs, rng)
+        ours.set_weights(theirs.get_weights())
+        kwargs = {"mask": mask}
+        if with_state:
+            kwargs["initial_state"] = [
+                rng.normal(size=(BATCH, UNITS)).astype("float32")
+                for _ in range(2 * state_count)
+            ]
+        assert_all_close(ours(x, **kwargs), theirs(x, **kwargs))
+
+
+@pytest.mark.parametrize("ours_cls,keras_cls,extra", LAYERS[::2],
+                         ids=LAYER_IDS[::2])
+def test_bidirectional_option_matches_keras_bidirectional(
+    ours_cls, keras_cls, extra
+):
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(BATCH, STEPS, FEATURES)).astype("float32")
+    mask = make_mask("right-padded", rng)
+    args = dict(extra, return_sequences=True, return_state=True)
+    theirs = keras.layers.Bidirectional(keras_cls(UNITS, **args))
+    ours = ours_cls(UNITS, bidirectional=True, **args)
+    theirs(x)
+    ours(x)
+    random_weights(theirs, rng)
+    ours.set_weights(theirs.get_weights())
+    assert_all_close(ours(x, mask=mask), theirs(x, mask=mask))
+
+
+@pytest.mark.parametrize("ours_cls,keras_cls,extra", LAYERS[::2],
+                         ids=LAYER_IDS[::2])
+def test_masks_from_embedding_and_masking_layers(ours_cls, keras_cls, extra):
+    """Masks produced by Embedding(mask_zero) and Masking reach the layer."""
+    rng = np.random.default_rng(11)
+    tokens = rng.integers(1, 20, size=(BATCH, STEPS))
+    tokens[1, 3:] = 0
+    tokens[2, 1:] = 0
+
+    def model(layer_cls):
+        return keras.Sequential([
+            keras.Input((STEPS,), dtype="int32"),
+            keras.layers.Embedding(20, FEATURES, mask_zero=True),
+            layer_cls(UNITS, return_sequences=True, **extra),
+            keras.layers.Masking(mask_value=0.0),
+            layer_cls(UNITS, **extra),
+        ])
+
+    theirs, ours = model(keras_cls), model(ours_cls)
+    random_weights(theirs, rng)
+    ours.set_weights(theirs.get_weights())
+    assert_all_close(ours.predict(tokens, verbose=0),
+                     theirs.predict(tokens, verbose=0))
+
+
+def test_rnn_with_keras_cell_layout_trains_like_keras():
+    """One fit epoch from equal weights gives equal weights (SGD)."""
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=(16, STEPS, FEATURES)).astype("float32")
+    y = rng.normal(size=(16, 1)).astype("float32")
+
+    def model(layer_cls):
+        return keras.Sequential([
+            keras.Input((STEPS, FEATURES)),
+            layer_cls(UNITS),
+            keras.layers.Dense(1),
+        ])
+
+    theirs, ours = model(keras.layers.LSTM), model(kerasrnn.LSTM)
+    ours.set_weights(theirs.get_weights())
+    for m in (theirs, ours):
+        m.compile(optimizer=keras.optimizers.SGD(0.1), loss="mse")
+        m.fit(x, y, batch_size=8, epochs=2, shuffle=False, verbose=0)
+    for a, b in zip(ours.get_weights(), theirs.get_weights()):
+        np.testing.assert_allclose(a, b, atol=ATOL, rtol=0)
