@@ -100,6 +100,11 @@ class Bidirectional(keras.layers.Layer):
         return list(self.forward_layer.state_size) * 2
 
     def build(self, sequences_shape, initial_state_shape=None):
+        if len(sequences_shape) != 3:
+            raise ValueError(
+                f"Layer '{self.name}' expects `sequences` of rank 3 (batch, "
+                f"time, features). Received: shape={tuple(sequences_shape)}"
+            )
         self.forward_layer.build(sequences_shape)
         self.backward_layer.build(sequences_shape)
 

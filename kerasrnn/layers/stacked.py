@@ -229,6 +229,12 @@ class StackedRecurrent(keras.layers.Layer):
 
     def build(self, sequences_shape, initial_state_shape=None):
         shape = tuple(sequences_shape)
+        if len(shape) != 3:
+            raise ValueError(
+                f"Layer '{self.name}' expects `sequences` of rank 3 (batch, "
+                f"time, features). Received: shape={shape}"
+            )
+        self.input_features = shape[-1]
         for layer in self.recurrent_layers:
             layer.build(shape)
             shape = shape[:2] + (self.output_size,)
@@ -297,7 +303,9 @@ class StackedRecurrent(keras.layers.Layer):
         return [ops.stack(states[s::size], axis=0) for s in range(size)]
 
     def call(self, sequences, initial_state=None, mask=None, training=False):
-        sequences = check_sequences(sequences, self.name)
+        sequences = check_sequences(
+            sequences, self.name, self.input_features
+        )
         initial_states = self._split_initial_state(
             initial_state, sequences.shape[0]
         )
@@ -325,6 +333,12 @@ class StackedRecurrent(keras.layers.Layer):
         return [output, *final_states]
 
     def reset_states(self):
+        """Zeroes the carried states of every layer (stateful only)."""
+        if not self.stateful:
+            raise AttributeError(
+                f"Layer '{self.name}' is not stateful; reset_states() only "
+                "applies to layers built with stateful=True."
+            )
         for layer in self.recurrent_layers:
             layer.reset_states()
 
