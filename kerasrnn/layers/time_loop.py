@@ -67,32 +67,33 @@ def run_time_loop(
     mask_ta = None
     if mask_tm is not None:
         mask_ta = tf.TensorArray(tf.bool, size=steps).unstack(mask_tm)
-    output_ta = tf.TensorArray(
-        zero_output.dtype, size=steps if return_sequences else 0
-    )
     state_count = len(initial_states)
 
-    def body(t, output_ta, prev_output, *states):
+    def body(t, prev_output, *rest):
+        states, output_ta = list(rest[:state_count]), rest[state_count:]
         mask_t = None if mask_ta is None else mask_ta.read(t)
         output, new_states = masked_step(
-            input_ta.read(t), mask_t, prev_output, list(states)
+            input_ta.read(t), mask_t, prev_output, states
         )
-        if return_sequences:
-            output_ta = output_ta.write(t, output)
-        return (t + 1, output_ta, output, *new_states)
+        # The output TensorArray is a loop variable only when it is needed:
+        # an unused, empty one breaks XLA's gradient (uninitialized list).
+        output_ta = tuple(ta.write(t, output) for ta in output_ta)
+        return (t + 1, output, *new_states, *output_ta)
 
-    loop_vars = (tf.constant(0), output_ta, zero_output, *initial_states)
+    loop_vars = (tf.constant(0), zero_output, *initial_states)
+    if return_sequences:
+        loop_vars += (tf.TensorArray(zero_output.dtype, size=steps),)
     result = tf.while_loop(
         lambda t, *_: t < steps,
         body,
         loop_vars,
         maximum_iterations=steps,
     )
-    _, output_ta, last_output = result[:3]
-    final_states = list(result[3 : 3 + state_count])
+    last_output = result[1]
+    final_states = list(result[2 : 2 + state_count])
     outputs = None
     if return_sequences:
-        outputs = tf.transpose(output_ta.stack(), [1, 0, 2])
+        outputs = tf.transpose(result[-1].stack(), [1, 0, 2])
     return last_output, outputs, final_states
 
 
