@@ -1,0 +1,1 @@
+"""An independent float64 NumPy reference for the recurrent networks."""
