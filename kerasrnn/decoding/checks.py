@@ -1,0 +1,115 @@
+"""Argument checks shared by the searches: each error names the argument,
+what it received and what was expected."""
+
+import tensorflow as tf
+
+
+def check_step_fn(step_fn):
+    if not callable(step_fn):
+        raise TypeError(
+            "`step_fn` must be callable as step_fn(token_ids, state) -> "
+            f"(logits, state). Received: step_fn={step_fn!r}"
+        )
+
+
+def check_int(name, value, minimum, allow_none=False):
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or (
+        value < minimum
+    ):
+        extra = " or None" if allow_none else ""
+        raise ValueError(
+            f"`{name}` must be an integer >= {minimum}{extra}. Received: "
+            f"{name}={value!r}"
+        )
+    return value
+
+
+def check_lengths(max_length, min_length):
+    check_int("max_length", max_length, 1)
+    check_int("min_length", min_length, 0)
+    if min_length > max_length:
+        raise ValueError(
+            "`min_length` must not exceed `max_length`. Received: "
+            f"min_length={min_length}, max_length={max_length}"
+        )
+
+
+def check_start_ids(start_ids):
+    """``start_ids`` as an int32 ``(B,)`` tensor."""
+    start_ids = tf.convert_to_tensor(start_ids)
+    if start_ids.shape.rank != 1:
+        raise ValueError(
+            "`start_ids` must be a 1-D tensor of token ids, one per batch "
+            f"row. Received: shape={tuple(start_ids.shape)}"
+        )
+    if not start_ids.dtype.is_integer:
+        raise TypeError(
+            "`start_ids` must hold integer token ids. Received: "
+            f"dtype={start_ids.dtype.name}"
+        )
+    return tf.cast(start_ids, "int32")
+
+
+def check_state(state, batch_size):
+    """Converts every leaf of ``state`` to a tensor and checks its leading
+    axis is the batch (when both sizes are known)."""
+    state = tf.nest.map_structure(tf.convert_to_tensor, state)
+    for index, leaf in enumerate(tf.nest.flatten(state)):
+        leading = leaf.shape[0] if leaf.shape.rank else None
+        if leaf.shape.rank == 0 or (
+            leading is not None and batch_size is not None
+            and leading != batch_size
+        ):
+            raise ValueError(
+                "Every tensor in `initial_state` must have the batch as its "
+                f"leading axis ({batch_size} rows, as `start_ids`). "
+                f"Received: leaf {index} with shape {tuple(leaf.shape)}"
+            )
+    return state
+
+
+def check_logits(logits, end_id, pad_id):
+    """Static checks on the first logits ``step_fn`` returns."""
+    logits = tf.convert_to_tensor(logits)
+    if logits.shape.rank != 2:
+        raise ValueError(
+            "`step_fn` must return logits of shape (batch, vocabulary). "
+            f"Received: shape={tuple(logits.shape)}"
+        )
+    vocabulary = logits.shape[-1]
+    if vocabulary is not None:
+        for name, value in (("end_id", end_id), ("pad_id", pad_id)):
+            if value is not None and value >= vocabulary:
+                raise ValueError(
+                    f"`{name}` must be a token id below the vocabulary "
+                    f"size {vocabulary}. Received: {name}={value}"
+                )
+    return tf.cast(logits, "float32")
+
+
+def call_step(step_fn, token_ids, state):
+    """Calls ``step_fn`` and pins the new state to the old state's
+    structure and shapes (a ``tf.while_loop`` needs both fixed)."""
+    logits, new_state = step_fn(token_ids, state)
+    try:
+        tf.nest.assert_same_structure(state, new_state)
+    except (ValueError, TypeError) as error:
+        raise ValueError(
+            "`step_fn` must return a state with the structure of the state "
+            f"it received. Received: {tf.nest.map_structure(_shape, state)}"
+            f" -> {tf.nest.map_structure(_shape, new_state)}"
+        ) from error
+    new_state = tf.nest.map_structure(
+        lambda new, old: tf.ensure_shape(
+            tf.cast(new, old.dtype), old.shape
+        ),
+        new_state,
+        state,
+    )
+    return logits, new_state
+
+
+def _shape(tensor):
+    return tuple(getattr(tensor, "shape", ()))

@@ -1,0 +1,220 @@
+"""Token-by-token searches: greedy and sampling (temperature, top-k, top-p).
+
+Both run one ``tf.while_loop`` over fixed-size buffers, so they work
+eagerly, inside ``tf.function`` and under XLA. Each step::
+
+    logits, state = step_fn(tokens, state)            # (B, V)
+    logits[end_id] = -inf            while t < min_length
+    y_t = argmax(logits)                               # greedy
+    y_t ~ softmax(top_p(top_k(logits / temperature)))  # sampling
+    log_prob += log_softmax(logits)[y_t]               # rows not finished
+    finished |= (y_t == end_id)
+
+A finished row writes ``pad_id`` and adds nothing to its score; the loop
+stops when every row is finished or after ``max_length`` tokens.
+"""
+
+import tensorflow as tf
+
+from kerasrnn.decoding.beam import tile_batch
+from kerasrnn.decoding.checks import call_step
+from kerasrnn.decoding.checks import check_int
+from kerasrnn.decoding.checks import check_lengths
+from kerasrnn.decoding.checks import check_logits
+from kerasrnn.decoding.checks import check_start_ids
+from kerasrnn.decoding.checks import check_state
+from kerasrnn.decoding.checks import check_step_fn
+from kerasrnn.decoding.logits import apply_temperature
+from kerasrnn.decoding.logits import check_temperature
+from kerasrnn.decoding.logits import check_top_k
+from kerasrnn.decoding.logits import check_top_p
+from kerasrnn.decoding.logits import forbid_token
+from kerasrnn.decoding.logits import top_k_filter
+from kerasrnn.decoding.logits import top_p_filter
+from kerasrnn.decoding.result import DecodingResult
+
+
+def greedy_search(
+    step_fn,
+    start_ids,
+    initial_state,
+    end_id,
+    max_length,
+    min_length=0,
+    pad_id=0,
+):
+    """Picks the most probable token at every step.
+
+    Args:
+        step_fn: ``step_fn(token_ids (B,) int32, state) -> (logits (B, V),
+            state)``; ``state`` is any nest of tensors with leading axis B,
+            returned with the same structure and shapes.
+        start_ids: int ``(B,)``, the first input token of each row (BOS).
+        initial_state: the state for the first step.
+        end_id: the end token (EOS), or None to always run ``max_length``
+            steps.
+        max_length: the most tokens to generate (the end token included).
+        min_length: the end token is forbidden for the first ``min_length``
+            steps.
+        pad_id: written after a row's end token.
+
+    Returns:
+        A ``DecodingResult`` with ``K = 1``.
+    """
+    return _token_by_token(
+        step_fn, start_ids, initial_state, end_id, max_length, min_length,
+        pad_id, _argmax,
+    )
+
+
+def sample(
+    step_fn,
+    start_ids,
+    initial_state,
+    end_id,
+    max_length,
+    min_length=0,
+    pad_id=0,
+    temperature=1.0,
+    top_k=None,
+    top_p=None,
+    num_samples=1,
+    seed=None,
+):
+    """Ancestral sampling from ``softmax(logits / temperature)``, optionally
+    restricted to the ``top_k`` tokens and then to the ``top_p`` nucleus.
+
+    The draws are stateless: step ``t`` uses the seed pair ``(seed, t)``, so
+    one seed gives the same samples every call, eagerly or in a
+    ``tf.function``. Under XLA (``jit_compile=True``) the draws are just as
+    reproducible but differ from those of the CPU kernels (XLA has its own
+    generator).
+
+    Args:
+        step_fn, start_ids, initial_state, end_id, max_length, min_length,
+            pad_id: as in ``greedy_search``.
+        temperature: > 0 (as it goes to 0 sampling becomes greedy search;
+            0 itself is an error: use ``greedy_search``).
+        top_k: None or an integer >= 1.
+        top_p: None or a number in (0, 1].
+        num_samples: samples per row (the state is tiled for them).
+        seed: an int or scalar int tensor; None draws one from TensorFlow's
+            global generator (reproducible under
+            ``keras.utils.set_random_seed``).
+
+    Returns:
+        A ``DecodingResult`` with ``K = num_samples``, samples in draw order.
+    """
+    temperature = check_temperature(temperature)
+    top_k = check_top_k(top_k)
+    top_p = check_top_p(top_p)
+    check_int("num_samples", num_samples, 1)
+    if seed is None:
+        seed = tf.random.uniform([], maxval=2**31 - 1, dtype="int32")
+    elif isinstance(seed, int) and not isinstance(seed, bool):
+        seed = tf.constant(seed, dtype="int32")
+    else:
+        seed = tf.convert_to_tensor(seed)
+        if seed.shape.rank != 0 or not seed.dtype.is_integer:
+            raise ValueError(
+                "`seed` must be None, an int or a scalar int tensor. "
+                f"Received: seed={seed!r}"
+            )
+        seed = tf.cast(seed, "int32")
+
+    def draw(logits, step):
+        logits = apply_temperature(logits, temperature)
+        if top_k is not None:
+            logits = top_k_filter(logits, top_k)
+        if top_p is not None:
+            logits = top_p_filter(logits, top_p)
+        return tf.random.stateless_categorical(
+            logits, 1, seed=tf.stack([seed, step]), dtype="int32"
+        )[:, 0]
+
+    start_ids = check_start_ids(start_ids)
+    if num_samples > 1:
+        start_ids = tile_batch(start_ids, num_samples)
+        initial_state = tile_batch(initial_state, num_samples)
+    result = _token_by_token(
+        step_fn, start_ids, initial_state, end_id, max_length, min_length,
+        pad_id, draw,
+    )
+    if num_samples == 1:
+        return result
+    return tf.nest.map_structure(
+        lambda x: _untile(x, num_samples), result
+    )
+
+
+def _argmax(logits, step):
+    del step
+    return tf.argmax(logits, axis=-1, output_type="int32")
+
+
+def _untile(tensor, count):
+    """``(B*count, 1, ...)`` -> ``(B, count, ...)``."""
+    shape = tf.shape(tensor)
+    return tf.reshape(
+        tensor, tf.concat([[-1, count], shape[2:]], axis=0)
+    )
+
+
+def _token_by_token(
+    step_fn, start_ids, initial_state, end_id, max_length, min_length,
+    pad_id, select,
+):
+    check_step_fn(step_fn)
+    check_lengths(max_length, min_length)
+    check_int("end_id", end_id, 0, allow_none=True)
+    check_int("pad_id", pad_id, 0)
+    start_ids = check_start_ids(start_ids)
+    batch_static = start_ids.shape[0]
+    state = check_state(initial_state, batch_static)
+    batch = tf.shape(start_ids)[0]
+    positions = tf.range(max_length)
+
+    def body(t, tokens, state, ids, lengths, log_probs, finished):
+        logits, state = call_step(step_fn, tokens, state)
+        logits = check_logits(logits, end_id, pad_id)
+        if end_id is not None and min_length > 0:
+            logits = forbid_token(logits, end_id, t < min_length)
+        chosen = select(logits, t)
+        step_log_probs = tf.gather(
+            tf.nn.log_softmax(logits), chosen, batch_dims=1
+        )
+        alive = tf.logical_not(finished)
+        chosen = tf.where(alive, chosen, pad_id)
+        log_probs += tf.where(alive, step_log_probs, 0.0)
+        lengths += tf.cast(alive, "int32")
+        ids = tf.where(
+            tf.equal(positions, t)[tf.newaxis, :], chosen[:, tf.newaxis], ids
+        )
+        if end_id is not None:
+            finished = tf.logical_or(finished, tf.equal(chosen, end_id))
+            tokens = tf.where(alive, chosen, end_id)
+        else:
+            tokens = chosen
+        return t + 1, tokens, state, ids, lengths, log_probs, finished
+
+    def cond(t, tokens, state, ids, lengths, log_probs, finished):
+        return tf.logical_not(tf.reduce_all(finished))
+
+    loop_vars = (
+        tf.constant(0),
+        start_ids,
+        state,
+        tf.fill([batch, max_length], tf.constant(pad_id, "int32")),
+        tf.zeros([batch], "int32"),
+        tf.zeros([batch], "float32"),
+        tf.zeros([batch], "bool"),
+    )
+    _, _, _, ids, lengths, log_probs, _ = tf.while_loop(
+        cond, body, loop_vars, maximum_iterations=max_length
+    )
+    return DecodingResult(
+        ids=ids[:, tf.newaxis],
+        lengths=lengths[:, tf.newaxis],
+        scores=log_probs[:, tf.newaxis],
+        log_probs=log_probs[:, tf.newaxis],
+    )
