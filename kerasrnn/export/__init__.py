@@ -1,0 +1,23 @@
+"""Export: ONNX with native recurrent operators, SavedModel, int8.
+
+* ``to_onnx(model, directory)``: ``model.onnx`` (opset 17, every kerasrnn
+  recurrent layer a native ``RNN``/``LSTM``/``GRU`` node) and
+  ``manifest.json``, checked against Keras on random inputs.
+* ``quantize_onnx(directory)``: int8 dynamic quantization of that model,
+  with the change in outputs it causes.
+
+Serve the result with the TensorFlow-free ``serving`` package (numpy and
+onnxruntime only).
+"""
+
+from kerasrnn.export.onnx import build_onnx
+from kerasrnn.export.onnx import op_inventory
+from kerasrnn.export.onnx import supported_layers
+from kerasrnn.export.onnx import to_onnx
+
+__all__ = [
+    "build_onnx",
+    "op_inventory",
+    "supported_layers",
+    "to_onnx",
+]

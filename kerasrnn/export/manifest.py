@@ -1,0 +1,78 @@
+"""The JSON manifest written beside an exported ONNX model.
+
+It tells a runtime how to feed the model without reading the graph (the
+TensorFlow-free ``serving.Predictor`` reads it), and records what was
+exported. Keys (format ``kerasrnn-onnx``, version 1)::
+
+    model_name, model_file ("model.onnx"), opset, ir_version
+    inputs:  [{name, dtype, shape, batch_axis, time_axis,
+               padding?, vocabulary_size?}]
+    outputs: [{name, dtype, shape, batch_axis}]
+    ops: {op_type: count}           recurrent_nodes: [{node, layer, op,
+                                                       direction, hidden_size}]
+    versions: {kerasrnn, keras, onnx}
+    parity?: {max_abs_error, batch_size, steps}     (export-time check)
+    quantized?: {file, ...}                         (quantize_onnx)
+
+``shape`` lists ints, ``"batch"``, a time name (``"time"``) or null
+(unknown). ``padding`` describes a right-padded sequence input:
+``{"kind": "tokens", "value": 0}`` (Embedding(mask_zero=True): token 0 is
+padding), ``{"kind": "steps", "value": v}`` (Masking(v): a step whose
+features all equal v is padding) or ``{"kind": "mask"}`` (a boolean mask
+input, True at real steps). Real steps must come first in every row.
+"""
+
+import json
+import pathlib
+
+FORMAT = "kerasrnn-onnx"
+FORMAT_VERSION = 1
+MANIFEST_FILE = "manifest.json"
+
+
+def tensor_entry(name, dtype, shape, **notes):
+    """One input or output: name, dtype, ONNX dims, batch and time axes."""
+    shape = list(shape)
+    batch_axis = shape.index("batch") if "batch" in shape else None
+    time_axes = [
+        axis for axis, size in enumerate(shape)
+        if isinstance(size, str) and (size == "time" or size.endswith(
+            "_time"))
+    ]
+    entry = {
+        "name": name,
+        "dtype": dtype,
+        "shape": shape,
+        "batch_axis": batch_axis,
+        "time_axis": time_axes[0] if time_axes else None,
+    }
+    entry.update(notes)
+    return entry
+
+
+def make(*, model_name, model_file, inputs, outputs, opset, ir_version, ops,
+         recurrent_nodes, versions):
+    return {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "model_name": model_name,
+        "model_file": model_file,
+        "opset": opset,
+        "ir_version": ir_version,
+        "inputs": inputs,
+        "outputs": outputs,
+        "ops": ops,
+        "recurrent_nodes": recurrent_nodes,
+        "versions": versions,
+    }
+
+
+def write(directory, manifest):
+    path = pathlib.Path(directory) / MANIFEST_FILE
+    path.write_text(json.dumps(manifest, indent=2) + "\n")
+    return path
+
+
+def read(directory):
+    """The manifest in ``directory``."""
+    return json.loads((pathlib.Path(directory) / MANIFEST_FILE).read_text())

@@ -1,0 +1,427 @@
+"""Keras models with kerasrnn layers -> ONNX with native recurrent operators.
+
+The graph is written from the model's layers and weights (``onnx.helper``),
+never traced: nothing runs TensorFlow, so no cuDNN kernel can leak in, and
+every kerasrnn recurrent layer becomes native ONNX ``RNN``/``LSTM``/``GRU``
+nodes (one per layer and direction group, masks as ``sequence_lens``,
+initial states as node inputs), never a ``Loop`` or ``Scan``.
+
+    manifest = kerasrnn.export.to_onnx(model, "artifacts/model")
+    # artifacts/model/model.onnx, artifacts/model/manifest.json
+
+Supported models: Functional and Sequential models (nested ones included)
+whose layers are in ``supported_layers()``; inputs float32, int32, int64 or
+bool; dynamic batch and time axes. Opset 17, IR version 8 (onnxruntime
+≥ 1.14 loads it).
+"""
+
+import collections
+import pathlib
+
+import keras
+import numpy as np
+
+try:
+    import onnx
+except ImportError as error:  # pragma: no cover - depends on the install
+    raise ImportError(
+        "kerasrnn.export needs the `onnx` package: pip install "
+        "'kerasrnn[export]'"
+    ) from error
+
+from kerasrnn.export import manifest as manifest_lib
+from kerasrnn.export.graph import IR_VERSION
+from kerasrnn.export.graph import OPSET
+from kerasrnn.export.graph import GraphBuilder
+from kerasrnn.export.graph import Value
+from kerasrnn.export.graph import prune
+from kerasrnn.export.graph import value_info
+from kerasrnn.export.layers import convert_layer
+from kerasrnn.export.layers import supported_layers
+
+MODEL_FILE = "model.onnx"
+RECURRENT_OPS = ("RNN", "LSTM", "GRU")
+INPUT_DTYPES = ("float32", "int32", "int64", "bool")
+# Export-time check: |keras - onnxruntime| <= ATOL + RTOL * |keras|.
+PARITY_ATOL = 1e-4
+PARITY_RTOL = 1e-4
+
+__all__ = [
+    "build_onnx",
+    "check_parity",
+    "op_inventory",
+    "supported_layers",
+    "to_onnx",
+]
+
+
+def to_onnx(model, directory, *, output_names=None, verify=True):
+    """Exports ``model`` to ``directory/model.onnx`` with a manifest.
+
+    Args:
+        model: a built Functional or Sequential Keras model.
+        directory: created if needed; receives ``model.onnx`` and
+            ``manifest.json``.
+        output_names: optional names for the flattened outputs (default:
+            the keys of a dict output, else the output layers' names).
+        verify: run Keras and onnxruntime on random inputs (right-padded
+            where the model masks) and raise a RuntimeError when they differ
+            by more than ``1e-4 + 1e-4 |keras|``; the error measured goes
+            into the manifest's ``parity``.
+
+    Returns:
+        the manifest (a dict, also written as JSON).
+
+    Raises:
+        ValueError: for an unsupported layer (naming it and listing the
+            supported ones), a stateful or non-float32 layer, or an
+            unsupported input dtype.
+    """
+    model_proto, manifest = build_onnx(model, output_names=output_names)
+    if verify:
+        manifest["parity"] = check_parity(model, model_proto, manifest)
+    directory = pathlib.Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    onnx.save_model(model_proto, directory / MODEL_FILE)
+    manifest_lib.write(directory, manifest)
+    return manifest
+
+
+def build_onnx(model, output_names=None):
+    """The ONNX model of ``model`` and its manifest, in memory.
+
+    Returns:
+        ``(onnx.ModelProto, manifest dict)``; the model passes
+        ``onnx.checker.check_model(full_check=True)``.
+    """
+    inputs, outputs = _model_tensors(model)
+    graph = GraphBuilder()
+    input_values = []
+    sequence_inputs = 0
+    input_infos = []
+    for tensor in inputs:
+        name, dtype = tensor.name, _dtype(tensor)
+        graph.reserve(name)
+        shape, time_named = _dims(tensor.shape, dtype, sequence_inputs, name)
+        sequence_inputs += time_named
+        input_infos.append((name, dtype, shape))
+        input_values.append(
+            Value(name, tuple(tensor.shape), dtype, input_name=name)
+        )
+    results = _run_functional(graph, model, inputs, input_values)
+    names = _output_names(model, outputs, output_names)
+    for name in names:
+        graph.reserve(name)
+    output_infos = []
+    for name, tensor, value in zip(names, outputs, results):
+        graph.nodes.append(
+            onnx.helper.make_node("Identity", [value.name], [name],
+                                  name=graph.fresh(f"output/{name}"))
+        )
+        shape, _ = _dims(tensor.shape, "float32", None, name)
+        output_infos.append((name, _dtype(tensor), shape))
+    nodes = prune(graph.nodes, names)
+    used = {name for node in nodes for name in node.input}
+    onnx_graph = onnx.helper.make_graph(
+        nodes,
+        model.name,
+        [value_info(*info) for info in input_infos],
+        [value_info(*info) for info in output_infos],
+        initializer=[i for i in graph.initializers if i.name in used],
+    )
+    model_proto = onnx.helper.make_model(
+        onnx_graph,
+        opset_imports=[onnx.helper.make_opsetid("", OPSET)],
+        ir_version=IR_VERSION,
+        producer_name="kerasrnn",
+        producer_version=_version(),
+    )
+    onnx.checker.check_model(model_proto, full_check=True)
+    kept = {node.name for node in nodes}
+    recurrent = [e for e in graph.recurrent_nodes if e["node"] in kept]
+    manifest = manifest_lib.make(
+        model_name=model.name,
+        model_file=MODEL_FILE,
+        inputs=[
+            manifest_lib.tensor_entry(name, dtype, shape,
+                                      **graph.input_notes.get(name, {}))
+            for name, dtype, shape in input_infos
+        ],
+        outputs=[manifest_lib.tensor_entry(*info) for info in output_infos],
+        opset=OPSET,
+        ir_version=IR_VERSION,
+        ops=op_inventory(model_proto),
+        recurrent_nodes=recurrent,
+        versions={"kerasrnn": _version(), "keras": keras.__version__,
+                  "onnx": onnx.__version__},
+    )
+    return model_proto, manifest
+
+
+def op_inventory(model_proto):
+    """``{op_type: count}`` over the graph's nodes, sorted by op type."""
+    counts = collections.Counter(node.op_type for node in
+                                 model_proto.graph.node)
+    return dict(sorted(counts.items()))
+
+
+def check_parity(model, model_proto, manifest, batch_size=3, steps=7,
+                 seed=0):
+    """Runs Keras and onnxruntime on the same random inputs.
+
+    Inputs follow the manifest: token ids in ``[1, vocabulary_size)``,
+    floats from N(0, 1), right-padding with the padding value (and masks)
+    over random lengths in ``[1, steps]``, the first row full length.
+
+    Returns:
+        dict with ``max_abs_error``, the batch size and steps used.
+
+    Raises:
+        RuntimeError: when an output differs by more than
+            ``1e-4 + 1e-4 |keras|``.
+    """
+    import onnxruntime
+
+    feeds = sample_inputs(manifest, batch_size, steps, seed)
+    expected = keras.tree.flatten(
+        model([feeds[entry["name"]] for entry in manifest["inputs"]],
+              training=False)
+    )
+    session = onnxruntime.InferenceSession(
+        model_proto.SerializeToString(), providers=["CPUExecutionProvider"]
+    )
+    received = session.run(None, feeds)
+    worst = 0.0
+    for entry, ours, theirs in zip(manifest["outputs"], received, expected):
+        theirs = keras.ops.convert_to_numpy(theirs)
+        if ours.shape != theirs.shape:
+            raise RuntimeError(
+                f"ONNX output '{entry['name']}' has shape {ours.shape}, "
+                f"Keras {theirs.shape}: the export is wrong."
+            )
+        error = np.abs(ours.astype("float64") - theirs)
+        worst = max(worst, float(error.max(initial=0.0)))
+        if not np.all(error <= PARITY_ATOL + PARITY_RTOL * np.abs(theirs)):
+            raise RuntimeError(
+                f"ONNX output '{entry['name']}' differs from Keras by up to "
+                f"{error.max():.3g} on random inputs: the export is wrong. "
+                "Please report this with the model's configuration."
+            )
+    return {"max_abs_error": worst, "batch_size": batch_size,
+            "steps": steps}
+
+
+def sample_inputs(manifest, batch_size, steps, seed=0):
+    """Random feeds for the manifest's inputs (see ``check_parity``)."""
+    rng = np.random.default_rng(seed)
+    lengths = rng.integers(1, steps + 1, size=batch_size)
+    lengths[0] = steps
+    feeds = {}
+    for entry in manifest["inputs"]:
+        shape = []
+        for axis, size in enumerate(entry["shape"]):
+            if isinstance(size, int):
+                shape.append(size)
+            elif axis == entry["batch_axis"]:
+                shape.append(batch_size)
+            else:
+                shape.append(steps)
+        dtype = entry["dtype"]
+        if dtype == "bool":
+            value = np.ones(shape, dtype=bool)
+        elif dtype.startswith("int"):
+            high = entry.get("vocabulary_size", 100)
+            value = rng.integers(1, max(high, 2), size=shape).astype(dtype)
+        else:
+            value = rng.normal(size=shape).astype(dtype)
+        padding = entry.get("padding")
+        if padding is not None and len(shape) >= 2:
+            steps_here = shape[1]
+            real = np.arange(steps_here)[None, :] < np.minimum(
+                lengths, steps_here
+            )[:, None]
+            if padding["kind"] == "mask":
+                value = real
+            else:
+                real = real.reshape(real.shape + (1,) * (len(shape) - 2))
+                value = np.where(real, value, padding["value"]).astype(dtype)
+        feeds[entry["name"]] = value
+    return feeds
+
+
+def _model_tensors(model):
+    """The model's input and (flattened) output Keras tensors."""
+    if not isinstance(model, keras.Model):
+        raise TypeError(
+            "to_onnx expects a keras.Model (Functional or Sequential). "
+            f"Received: {type(model).__name__}"
+        )
+    try:
+        inputs, outputs = list(model.inputs), list(model.outputs)
+    except AttributeError as error:
+        raise ValueError(
+            f"Model '{model.name}' has no symbolic graph to export: use a "
+            "Functional or Sequential model built on keras.Input "
+            f"({error})."
+        ) from None
+    return inputs, outputs
+
+
+def _run_functional(graph, model, inputs, input_values):
+    """Converts the layers between ``inputs`` and ``model.outputs``."""
+    values = {id(tensor): value for tensor, value in zip(inputs,
+                                                         input_values)}
+    converted = set()
+
+    def visit(tensor):
+        if id(tensor) in values:
+            return values[id(tensor)]
+        operation, node_index, _ = tensor._keras_history
+        node = operation._inbound_nodes[node_index]
+        if node.is_input or id(node) in converted:
+            raise ValueError(
+                f"Model '{model.name}' reads tensor '{tensor.name}', which "
+                "is not one of its inputs."
+            )
+        implicit = _implicit_masks(node)
+        for child in node.input_tensors:
+            if id(child) not in implicit:
+                visit(child)
+        # A mask Keras attached by itself is the converted input's Mask.
+        known = dict(values)
+        for mask_id, source in implicit.items():
+            known[mask_id] = values[id(source)].mask
+        args, kwargs = node.arguments.fill_in(known)
+        if isinstance(operation, keras.Model):
+            results = _nested(graph, operation, args)
+        else:
+            results = convert_layer(graph, operation, args, kwargs)
+        if len(results) != len(node.outputs):
+            raise RuntimeError(
+                f"Layer '{operation.name}': the converter returned "
+                f"{len(results)} outputs, Keras has {len(node.outputs)}."
+            )
+        converted.add(id(node))
+        for keras_tensor, value in zip(node.outputs, results):
+            _check_mask(operation, keras_tensor, value)
+            values[id(keras_tensor)] = value
+        return values[id(tensor)]
+
+    return [visit(tensor) for tensor in model.outputs]
+
+
+def _implicit_masks(node):
+    """``{id(mask tensor): input tensor}`` for the masks Keras passed to a
+    call by itself.
+
+    When a layer's call has one tensor argument, Keras passes the mask that
+    travels with it as ``mask=``, computed by its own ops (``not_equal``,
+    ``any``...). The converters rebuild those masks layer by layer
+    (``Value.mask``), so these tensors are not converted; a ``mask`` the
+    model passes explicitly is. (With more tensor arguments, e.g.
+    ``initial_state``, Keras passes no mask and the layer runs unmasked.)
+    """
+    args = node.arguments.args
+    mask = node.arguments.kwargs.get("mask")
+    if mask is None or not args:
+        return {}
+    sources = keras.tree.flatten(args[0])
+    return {
+        id(given): source
+        for given, source in zip(keras.tree.flatten(mask), sources)
+        if given is not None
+        and given is getattr(source, "_keras_mask", None)
+    }
+
+
+def _check_mask(operation, keras_tensor, value):
+    """The converters rebuild Keras' masks; a disagreement on whether a
+    tensor carries one would give other numbers, so it stops the export."""
+    keras_has = getattr(keras_tensor, "_keras_mask", None) is not None
+    if keras_has != (value.mask is not None):
+        keras_says = "attaches a" if keras_has else "attaches no"
+        ours = "does not" if keras_has else "does"
+        raise RuntimeError(
+            f"Layer '{operation.name}': Keras {keras_says} mask to its "
+            f"output, the ONNX converter {ours}. Please report this model "
+            "configuration."
+        )
+
+
+def _nested(graph, model, args):
+    inner_inputs, _ = _model_tensors(model)
+    given = keras.tree.flatten(args)
+    if len(given) != len(inner_inputs):
+        raise ValueError(
+            f"Nested model '{model.name}' takes {len(inner_inputs)} inputs; "
+            f"it is called with {len(given)}."
+        )
+    return _run_functional(graph, model, inner_inputs, given)
+
+
+def _dtype(tensor):
+    dtype = keras.backend.standardize_dtype(tensor.dtype)
+    if dtype not in INPUT_DTYPES:
+        raise ValueError(
+            f"Tensor '{tensor.name}' has dtype {dtype}; ONNX export supports "
+            f"{INPUT_DTYPES} (declare keras.Input(dtype='float32') for "
+            "features, 'int32' for token ids)."
+        )
+    return dtype
+
+
+def _dims(shape, dtype, sequence_index, name):
+    """ONNX dims for a Keras shape: the first unknown axis is ``batch``;
+    for an input (``sequence_index`` not None) the time axis of a sequence
+    is ``time`` (``<name>_time`` after the first sequence input); other
+    unknown axes stay unnamed."""
+    dims, unknown, time_named = [], 0, 0
+    sequence = sequence_index is not None and (
+        len(shape) == 3 or (len(shape) == 2 and dtype != "float32")
+    )
+    for size in shape:
+        if size is not None:
+            dims.append(int(size))
+            continue
+        unknown += 1
+        if unknown == 1:
+            dims.append("batch")
+        elif unknown == 2 and sequence:
+            dims.append("time" if sequence_index == 0 else f"{name}_time")
+            time_named = 1
+        else:
+            dims.append(None)
+    return dims, time_named
+
+
+def _output_names(model, outputs, names):
+    if names is not None:
+        names = list(names)
+        if len(names) != len(outputs) or len(set(names)) != len(names):
+            raise ValueError(
+                f"`output_names` must list {len(outputs)} distinct names. "
+                f"Received: output_names={names}"
+            )
+        return names
+    structure = (
+        model.outputs[0] if isinstance(model, keras.Sequential)
+        else model.output
+    )
+    paths = [path for path, _ in keras.tree.flatten_with_path(structure)]
+    if isinstance(structure, dict) and all(len(p) == 1 for p in paths):
+        return [str(path[0]) for path in paths]
+    names = []
+    for tensor in outputs:
+        operation, _, index = tensor._keras_history
+        name = operation.name if index == 0 else f"{operation.name}_{index}"
+        while name in names:
+            name += "_"
+        names.append(name)
+    return names
+
+
+def _version():
+    import kerasrnn
+
+    return kerasrnn.__version__
+
