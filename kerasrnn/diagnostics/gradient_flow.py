@@ -1,0 +1,624 @@
+"""How far back the loss reaches: ∂L/∂h_k for every step k, and ρ(U).
+
+Backpropagation through time multiplies one Jacobian per step::
+
+    ∂L/∂h_k = ∂L/∂h_{T-1} · ∂h_{T-1}/∂h_{T-2} ⋯ ∂h_{k+1}/∂h_k
+
+For an Elman cell ``h_t = g(x_t W + h_{t-1} U + b)`` each factor is
+``U diag(g'(a_t))`` (row vectors), so the norm shrinks or grows about
+geometrically with the distance ``T-1-k``, at a rate set by ``U`` (its
+spectral radius ρ(U) for the asymptotic rate, its largest singular value
+for a bound) and by how saturated ``g`` is. LSTM and GRU add a path along
+which the factor is a gate (``f_t``, resp. ``z_t``) instead of a matrix
+product, so the gradient can survive for as long as the gate stays near 1.
+
+The layers run their time loop as one graph loop that does not expose the
+intermediate states. ``gradient_flow`` therefore re-runs each recurrent loop
+with the cell's own ``project_inputs`` and ``recurrent_step`` and the core
+time loop, adding a zero perturbation ``ε_k`` to the states computed at every
+step::
+
+    h_k = recurrent_step(x_k W + b, h_{k-1}) + ε_k
+
+The forward pass is unchanged (ε = 0) and ``∂L/∂ε_k = ∂L/∂h_k``: all of
+them come from one backward pass.
+"""
+
+import dataclasses
+import warnings
+
+import keras
+import numpy as np
+import tensorflow as tf
+from keras import ops
+
+from kerasrnn.cells import GRUCell
+from kerasrnn.cells import LSTMCell
+from kerasrnn.cells import SimpleRNNCell
+from kerasrnn.cells import gru_cell
+from kerasrnn.cells import lstm_cell
+from kerasrnn.cells import simple_rnn_cell
+from kerasrnn.layers import RNN
+from kerasrnn.layers import Bidirectional
+from kerasrnn.layers import StackedRecurrent
+from kerasrnn.layers.bidirectional import merge
+from kerasrnn.layers.checks import check_mask
+from kerasrnn.layers.checks import check_sequences
+from kerasrnn.layers.checks import check_states
+from kerasrnn.layers.pooling import last_valid_step
+from kerasrnn.layers.time_loop import run_time_loop
+
+RECURRENT_LAYERS = (RNN, Bidirectional, StackedRecurrent)
+GATE_ORDERS = {
+    SimpleRNNCell: simple_rnn_cell.GATE_ORDER,
+    LSTMCell: lstm_cell.GATE_ORDER,
+    GRUCell: gru_cell.GATE_ORDER,
+}
+
+
+def state_names(cell):
+    """``("h",)`` or ``("h", "c")``: the names of a cell's states."""
+    if len(cell.state_size) == 2:
+        return ("h", "c")
+    if len(cell.state_size) == 1:
+        return ("h",)
+    return tuple(f"s{index}" for index in range(len(cell.state_size)))
+
+
+@dataclasses.dataclass(frozen=True)
+class TrackFlow:
+    """The gradient flow through one recurrent loop (one layer, direction).
+
+    Attributes:
+        name: the path of the loop, e.g. ``"lstm/layer_1"`` or
+            ``"bidirectional/backward_rnn"``.
+        cell: the cell's class name.
+        go_backwards: whether the loop reads the sequence from its end.
+        gradients: state name (``"h"``, and ``"c"`` for an LSTM) → an array
+            ``(B, T, H)`` holding ``∂L/∂s_k`` for every example and step
+            ``k`` *in processing order*: index ``T-1`` is the last step the
+            loop ran (the first input step for a backward loop).
+    """
+
+    name: str
+    cell: str
+    go_backwards: bool
+    gradients: dict
+
+    @property
+    def steps(self):
+        """T, the number of steps of the loop."""
+        return next(iter(self.gradients.values())).shape[1]
+
+    @property
+    def distance(self):
+        """``T-1-k`` for k = 0..T-1: steps between ``h_k`` and the end."""
+        return np.arange(self.steps)[::-1]
+
+    def norms(self, state="h"):
+        """``‖∂L/∂s_k‖₂`` per example and step, shape ``(B, T)``."""
+        if state not in self.gradients:
+            raise ValueError(
+                f"Track '{self.name}' ({self.cell}) has states "
+                f"{sorted(self.gradients)}. Received: state={state!r}"
+            )
+        # float64: squares of float32 gradients near 1e38 must not overflow.
+        return np.linalg.norm(
+            self.gradients[state].astype("float64"), axis=-1
+        )
+
+    def mean_norms(self, state="h"):
+        """The batch mean of ``norms(state)``, shape ``(T,)``.
+
+        NaN or inf at the steps where some example's gradient is not finite.
+        """
+        return self.norms(state).mean(axis=0)
+
+    def nonfinite_steps(self):
+        """Steps ``k`` (processing order) where a gradient is NaN or inf."""
+        bad = np.zeros(self.steps, dtype=bool)
+        for gradient in self.gradients.values():
+            bad |= ~np.isfinite(gradient).all(axis=(0, 2))
+        return np.flatnonzero(bad)
+
+
+@dataclasses.dataclass(frozen=True)
+class GradientFlow:
+    """The result of ``gradient_flow``: one ``TrackFlow`` per loop.
+
+    Attributes:
+        loss: the value of ``L = Σ_b ℓ_b`` on the batch.
+        tracks: the ``TrackFlow`` of every recurrent loop, in call order.
+        outputs: the model's predictions in that pass (they equal
+            ``model(x)``: the perturbations are zero).
+    """
+
+    loss: float
+    tracks: tuple
+    outputs: np.ndarray = dataclasses.field(repr=False)
+
+    @property
+    def names(self):
+        return [track.name for track in self.tracks]
+
+    def __getitem__(self, name):
+        for track in self.tracks:
+            if track.name == name:
+                return track
+        raise KeyError(
+            f"No recurrent loop named {name!r}. Available: {self.names}"
+        )
+
+    @property
+    def finite(self):
+        """Whether the loss and every gradient are finite."""
+        return bool(np.isfinite(self.loss)) and not any(
+            len(track.nonfinite_steps()) for track in self.tracks
+        )
+
+    def summary(self):
+        """A text table: per loop, the mean norm at distances 0 and T-1."""
+        lines = [
+            f"loss {self.loss:.4g}",
+            f"{'loop':32} {'cell':14} {'T':>5} {'|dL/dh| d=0':>12} "
+            f"{'d=T-1':>10} {'non-finite':>10}",
+        ]
+        for track in self.tracks:
+            norms = track.mean_norms()
+            lines.append(
+                f"{track.name:32} {track.cell:14} {track.steps:5d} "
+                f"{norms[-1]:12.3e} {norms[0]:10.3e} "
+                f"{len(track.nonfinite_steps()):10d}"
+            )
+        return "\n".join(lines)
+
+
+class Perturbations:
+    """Zero tensors ``ε`` watched by a tape, one per recurrent loop."""
+
+    def __init__(self):
+        self.tape = None
+        self.tensors = {}
+        self.layers = {}
+
+    def new(self, name, layer, shape, dtype):
+        if name in self.tensors:
+            raise ValueError(
+                f"Recurrent loop '{name}' ran twice in one forward pass; "
+                "gradient_flow needs each recurrent layer called once."
+            )
+        epsilon = tf.zeros(shape, dtype=dtype)
+        self.tape.watch(epsilon)
+        self.tensors[name] = epsilon
+        self.layers[name] = layer
+        return epsilon
+
+
+def probe(layer, sequences, initial_state, mask, perturbations, prefix=""):
+    """Runs a kerasrnn recurrent layer as its ``call`` does, with ε added.
+
+    Dropout is off (the analysis is an inference pass) and a stateful
+    layer starts from its carried states without updating them.
+    """
+    if isinstance(layer, RNN):
+        return probe_rnn(
+            layer, sequences, initial_state, mask, perturbations, prefix
+        )
+    if isinstance(layer, Bidirectional):
+        return probe_bidirectional(
+            layer, sequences, initial_state, mask, perturbations, prefix
+        )
+    if isinstance(layer, StackedRecurrent):
+        return probe_stack(
+            layer, sequences, initial_state, mask, perturbations, prefix
+        )
+    raise TypeError(
+        "Expected a kerasrnn recurrent layer (RNN, Bidirectional, SimpleRNN, "
+        f"LSTM, GRU). Received: layer={layer!r}"
+    )
+
+
+def probe_rnn(layer, sequences, initial_state, mask, perturbations, prefix):
+    cell = layer.cell
+    sequences = check_sequences(sequences, layer.name, cell.kernel.shape[0])
+    mask = check_mask(mask, sequences, layer.name)
+    batch_size = ops.shape(sequences)[0]
+    if initial_state is None:
+        if layer.stateful:
+            initial_state = [ops.convert_to_tensor(s) for s in layer.states]
+        else:
+            initial_state = cell.get_initial_state(batch_size)
+    states = check_states(
+        initial_state, cell.state_size, sequences.shape[0], layer.name,
+        "initial_state",
+    )
+    states = [ops.cast(s, layer.compute_dtype) for s in states]
+    if layer.go_backwards:
+        sequences = ops.flip(sequences, axis=1)
+        if mask is not None:
+            mask = ops.flip(mask, axis=1)
+    projected = cell.project_inputs(sequences)
+    width = projected.shape[-1]
+    sizes = list(cell.state_size)
+    offsets = [0, *np.cumsum(sizes)[:-1].tolist()]
+    epsilon = perturbations.new(
+        prefix + layer.name,
+        layer,
+        (batch_size, ops.shape(sequences)[1], sum(sizes)),
+        projected.dtype,
+    )
+
+    def step(inputs_t, step_states):
+        # ε_k travels through the loop next to x_k W + b, as extra columns.
+        projected_t, epsilon_t = inputs_t[:, :width], inputs_t[:, width:]
+        epsilons = [
+            epsilon_t[:, start:start + size]
+            for start, size in zip(offsets, sizes)
+        ]
+        output, new_states = cell.recurrent_step(projected_t, step_states)
+        new_states = [s + e for s, e in zip(new_states, epsilons)]
+        # Every kerasrnn cell outputs its first state, h_k.
+        return output + epsilons[0], new_states
+
+    last_output, outputs, final_states = run_time_loop(
+        step,
+        ops.concatenate([projected, epsilon], axis=-1),
+        states,
+        mask=mask,
+        return_sequences=layer.return_sequences,
+        zero_output_for_mask=layer.zero_output_for_mask,
+        unroll=layer.unroll,
+    )
+    output = outputs if layer.return_sequences else last_output
+    if layer.return_state:
+        return [output, *final_states]
+    return output
+
+
+def probe_bidirectional(
+    layer, sequences, initial_state, mask, perturbations, prefix
+):
+    prefix = f"{prefix}{layer.name}/"
+    forward_state = backward_state = None
+    if initial_state is not None:
+        count = len(layer.forward_layer.state_size)
+        forward_state = list(initial_state[:count])
+        backward_state = list(initial_state[count:])
+    forward = probe(
+        layer.forward_layer, sequences, forward_state, mask, perturbations,
+        prefix,
+    )
+    backward = probe(
+        layer.backward_layer, sequences, backward_state, mask, perturbations,
+        prefix,
+    )
+    states = []
+    if layer.return_state:
+        forward, *forward_states = forward
+        backward, *backward_states = backward
+        states = forward_states + backward_states
+    if layer.return_sequences:
+        backward = ops.flip(backward, axis=1)
+    output = merge(layer.merge_mode, forward, backward)
+    if not layer.return_state:
+        return output
+    if layer.merge_mode is None:
+        return [*output, *states]
+    return [output, *states]
+
+
+def probe_stack(layer, sequences, initial_state, mask, perturbations, prefix):
+    prefix = f"{prefix}{layer.name}/"
+    sequences = check_sequences(sequences, layer.name, layer.input_features)
+    initial_states = layer._split_initial_state(
+        initial_state, sequences.shape[0]
+    )
+    inputs = sequences
+    final_states = []
+    for index, sublayer in enumerate(layer.recurrent_layers):
+        output, *states = probe(
+            sublayer, inputs, initial_states[index], mask, perturbations,
+            prefix,
+        )
+        final_states += states
+        if layer.residual and index > 0:
+            output = output + inputs
+        inputs = output
+    if layer.residual and layer.num_layers > 1 and not layer.return_sequences:
+        output = last_valid_step(output, mask)
+    if not layer.return_state:
+        return output
+    if layer.state_layout == "pytorch":
+        final_states = layer._to_pytorch_layout(final_states)
+    return [output, *final_states]
+
+
+class RecurrentProbe(keras.layers.Layer):
+    """Stands in for a recurrent layer in the probe model (same weights)."""
+
+    def __init__(self, layer, perturbations, **kwargs):
+        super().__init__(name=f"{layer.name}_probe", **kwargs)
+        self.layer = layer
+        self.perturbations = perturbations
+        self.supports_masking = True
+
+    def call(self, sequences, initial_state=None, mask=None):
+        return probe(
+            self.layer, sequences, initial_state, mask, self.perturbations
+        )
+
+    def compute_output_shape(self, sequences_shape, initial_state_shape=None):
+        return self.layer.compute_output_shape(sequences_shape)
+
+    def compute_mask(self, sequences, mask=None):
+        return self.layer.compute_mask(sequences, mask)
+
+
+def find_recurrent_layers(model):
+    """The kerasrnn recurrent layers of a model (nested models included)."""
+    if isinstance(model, RECURRENT_LAYERS):
+        return [model]
+    found = []
+    for layer in getattr(model, "layers", []):
+        if isinstance(layer, RECURRENT_LAYERS):
+            found.append(layer)
+        elif isinstance(layer, keras.Model):
+            found += find_recurrent_layers(layer)
+    return found
+
+
+def recurrent_loops(layer, prefix=""):
+    """``(path, RNN)`` for every loop of a recurrent layer, in call order."""
+    if isinstance(layer, RNN):
+        return [(prefix + layer.name, layer)]
+    prefix = f"{prefix}{layer.name}/"
+    if isinstance(layer, Bidirectional):
+        children = [layer.forward_layer, layer.backward_layer]
+    else:
+        children = layer.recurrent_layers
+    return [
+        loop for child in children for loop in recurrent_loops(child, prefix)
+    ]
+
+
+def check_has_recurrent_layers(model):
+    layers = find_recurrent_layers(model)
+    if not layers:
+        kinds = sorted({type(layer).__name__ for layer in model.layers})
+        raise ValueError(
+            f"Model '{model.name}' has no kerasrnn recurrent layer (RNN, "
+            "Bidirectional, SimpleRNN, LSTM, GRU), so there is no gradient "
+            f"flow through time to measure. Received layers: {kinds}"
+        )
+    return layers
+
+
+class GradientFlowProbe:
+    """Builds the probe of a model once; call it on batches.
+
+    ``GradientFlowProbe(model)(x, y)`` equals ``gradient_flow(model, x, y)``;
+    keep a probe to measure the same model repeatedly (the callback does).
+    """
+
+    def __init__(self, model, loss=None):
+        self.perturbations = Perturbations()
+        if isinstance(model, RECURRENT_LAYERS):
+            self.model = RecurrentProbe(model, self.perturbations)
+        elif isinstance(model, keras.Model):
+            check_has_recurrent_layers(model)
+            if not model.built:
+                raise ValueError(
+                    f"Model '{model.name}' is not built; call it on a batch "
+                    "(or give it a keras.Input) first."
+                )
+            try:
+                self.model = keras.models.clone_model(
+                    model, clone_function=self._swap, recursive=True
+                )
+            except ValueError as error:
+                raise ValueError(
+                    "gradient_flow supports Sequential and functional models "
+                    "and kerasrnn recurrent layers; cloning model "
+                    f"'{model.name}' with its recurrent layers swapped for "
+                    f"probes failed: {error}"
+                ) from error
+        else:
+            raise TypeError(
+                "`model` must be a keras.Model or a kerasrnn recurrent layer "
+                f"(RNN, Bidirectional, SimpleRNN, LSTM, GRU). Received: "
+                f"model={model!r}"
+            )
+        self.loss = resolve_loss(model, loss)
+
+    def _swap(self, layer):
+        if isinstance(layer, RECURRENT_LAYERS):
+            return RecurrentProbe(layer, self.perturbations)
+        return layer
+
+    def __call__(self, x, y):
+        perturbations = self.perturbations
+        perturbations.tensors, perturbations.layers = {}, {}
+        with tf.GradientTape() as tape:
+            perturbations.tape = tape
+            y_pred = self.model(x)
+            if isinstance(y_pred, (list, tuple)) and isinstance(
+                self.model, RecurrentProbe
+            ):
+                y_pred = y_pred[0]
+            if isinstance(y_pred, (list, tuple, dict)):
+                raise ValueError(
+                    "gradient_flow needs a model with one output. Received "
+                    f"{len(y_pred)} outputs."
+                )
+            loss = total_loss(self.loss, y, y_pred)
+        perturbations.tape = None
+        names = list(perturbations.tensors)
+        grads = tape.gradient(
+            loss, [perturbations.tensors[name] for name in names]
+        )
+        tracks = []
+        for name, gradient in zip(names, grads):
+            layer = perturbations.layers[name]
+            cell = layer.cell
+            if gradient is None:
+                # The loss does not depend on this loop at all.
+                gradient = tf.zeros_like(perturbations.tensors[name])
+            gradient = np.asarray(gradient)
+            parts = np.split(
+                gradient, np.cumsum(cell.state_size)[:-1], axis=-1
+            )
+            tracks.append(
+                TrackFlow(
+                    name=name,
+                    cell=type(cell).__name__,
+                    go_backwards=layer.go_backwards,
+                    gradients=dict(zip(state_names(cell), parts)),
+                )
+            )
+        flow = GradientFlow(
+            loss=float(loss),
+            tracks=tuple(tracks),
+            outputs=keras.ops.convert_to_numpy(y_pred),
+        )
+        if not flow.finite:
+            bad = {
+                track.name: len(track.nonfinite_steps())
+                for track in flow.tracks
+            }
+            warnings.warn(
+                f"Non-finite gradient flow (loss={flow.loss}); steps with a "
+                f"NaN or inf gradient per loop: {bad}. The gradient explodes "
+                "(or the forward pass overflows): see spectral_radius() and "
+                "consider gradient clipping.",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+        return flow
+
+
+def resolve_loss(model, loss):
+    """A per-example loss function ``(y_true, y_pred) -> (B, ...)``."""
+    if loss is None:
+        loss = getattr(model, "loss", None)
+        if loss is None:
+            raise ValueError(
+                "gradient_flow needs a loss: pass `loss=` (a Keras loss "
+                "name, a keras.losses.Loss or a callable(y_true, y_pred)) "
+                "or compile the model. Received: loss=None"
+            )
+    if isinstance(loss, keras.losses.Loss):
+        return loss.call
+    if isinstance(loss, str):
+        return keras.losses.get(loss)
+    if callable(loss):
+        return loss
+    raise ValueError(
+        "`loss` must be a Keras loss name, a keras.losses.Loss or a "
+        f"callable(y_true, y_pred). Received: loss={loss!r}"
+    )
+
+
+def total_loss(loss_fn, y_true, y_pred):
+    """``L = Σ_b ℓ_b`` with ``ℓ_b`` the mean of example b's loss terms.
+
+    Summing over the batch (instead of Keras' mean) makes the gradient for
+    example b equal ``∂ℓ_b/∂h_k`` whatever the batch size. A loss function
+    that returns a scalar is used as it is.
+    """
+    if y_true is not None:
+        y_true = ops.convert_to_tensor(y_true)
+    values = ops.convert_to_tensor(loss_fn(y_true, y_pred))
+    if len(values.shape) == 0:
+        return values
+    if len(values.shape) > 1:
+        values = ops.mean(values, axis=tuple(range(1, len(values.shape))))
+    return ops.sum(values)
+
+
+def gradient_flow(model, x, y, loss=None):
+    """``‖∂L/∂h_k‖`` for every step k of every recurrent loop of a model.
+
+    For each loop (each layer and direction of a stack, each direction of a
+    ``Bidirectional``) the loop is re-run with a zero perturbation added to
+    the states it computes at every step, and one backward pass gives
+    ``∂L/∂h_k`` (and ``∂L/∂c_k`` for an LSTM) for all k. The model's other
+    layers are used as they are; dropout is off.
+
+    The loss is ``L = Σ_b ℓ_b``, the sum over the batch of each example's
+    loss, so ``TrackFlow.norms()[b, k] = ‖∂ℓ_b/∂h_k‖`` does not depend on
+    the batch size.
+
+    Args:
+        model: a built Sequential or functional ``keras.Model`` with at
+            least one kerasrnn recurrent layer, or such a layer (its output,
+            the first one with ``return_state``, goes to the loss).
+        x: a batch of inputs.
+        y: the targets (passed to the loss as ``y_true``).
+        loss: a Keras loss name, a ``keras.losses.Loss`` or a callable
+            ``(y_true, y_pred) -> per-example losses``; default: the loss
+            the model was compiled with.
+
+    Returns:
+        A ``GradientFlow``. Non-finite gradients do not raise: they show as
+        NaN/inf norms, ``GradientFlow.finite`` is False, each
+        ``TrackFlow.nonfinite_steps()`` lists the steps, and a
+        ``RuntimeWarning`` says so.
+
+    Raises:
+        ValueError: the model has no recurrent layer, is not built, has no
+            loss, or has several outputs.
+
+    Example:
+
+    >>> model = keras.Sequential([keras.Input((50, 2)), LSTM(16), Dense(1)])
+    >>> x, y = adding_problem(50, 32, seed=0)
+    >>> flow = gradient_flow(model, x, y, loss="mse")
+    >>> flow["lstm/layer_0"].mean_norms()   # (50,), index = step k
+    """
+    return GradientFlowProbe(model, loss)(x, y)
+
+
+def spectral_radius(model):
+    """ρ(U_g) = max |eig(U_g)| of every recurrent block of every loop.
+
+    ``U_g`` is the ``(H, H)`` block of ``recurrent_kernel`` for gate ``g``
+    (Keras gate order: ``h`` for Elman; ``i, f, c, o`` for LSTM; ``z, r, h``
+    for GRU). For an Elman cell with ``|g'| ≤ 1`` the backward factor per
+    step is ``U diag(g')``: ρ(U) < 1 means the product ``U^k`` vanishes, and
+    the largest singular value ``‖U‖₂ < 1`` is sufficient for the gradient
+    to vanish (Pascanu et al. 2013).
+
+    Args:
+        model: a ``keras.Model`` or a kerasrnn recurrent layer (built).
+
+    Returns:
+        ``{loop path: {gate: ρ}}``.
+    """
+    if isinstance(model, RECURRENT_LAYERS):
+        layers = [model]
+    elif isinstance(model, keras.Model):
+        layers = check_has_recurrent_layers(model)
+    else:
+        raise TypeError(
+            "`model` must be a keras.Model or a kerasrnn recurrent layer. "
+            f"Received: model={model!r}"
+        )
+    radii = {}
+    for layer in layers:
+        for name, rnn in recurrent_loops(layer):
+            cell = rnn.cell
+            if not cell.built:
+                raise ValueError(
+                    f"Layer '{layer.name}' is not built; call it on a batch "
+                    "first."
+                )
+            kernel = keras.ops.convert_to_numpy(cell.recurrent_kernel)
+            gates = GATE_ORDERS.get(
+                type(cell), tuple(str(g) for g in range(cell.gate_count))
+            )
+            blocks = np.split(kernel.astype("float64"), len(gates), axis=1)
+            radii[name] = {
+                gate: float(np.max(np.abs(np.linalg.eigvals(block))))
+                for gate, block in zip(gates, blocks)
+            }
+    return radii
