@@ -1,0 +1,30 @@
+"""Sequence-to-sequence models built from kerasrnn cells and layers.
+
+``Seq2Seq`` (encoder, bridge, attention decoder, teacher-forcing and
+scheduled-sampling ``train_step``, ``generate`` through
+``kerasrnn.decoding``), its parts (``RecurrentDecoder``,
+``BahdanauAttention``, ``LuongAttention``), the ``ScheduledSampling``
+callback, padding-aware metrics and text utilities (``text``).
+"""
+
+from kerasrnn.models import text
+from kerasrnn.models.attention import BahdanauAttention
+from kerasrnn.models.attention import LuongAttention
+from kerasrnn.models.decoder import RecurrentDecoder
+from kerasrnn.models.metrics import MaskedTokenAccuracy
+from kerasrnn.models.metrics import Perplexity
+from kerasrnn.models.metrics import SequenceExactMatch
+from kerasrnn.models.schedules import ScheduledSampling
+from kerasrnn.models.seq2seq import Seq2Seq
+
+__all__ = [
+    "BahdanauAttention",
+    "LuongAttention",
+    "MaskedTokenAccuracy",
+    "Perplexity",
+    "RecurrentDecoder",
+    "ScheduledSampling",
+    "Seq2Seq",
+    "SequenceExactMatch",
+    "text",
+]

@@ -1,0 +1,323 @@
+"""``RecurrentDecoder``: stacked cells, optional attention, output layer.
+
+One decoder step, for the previous token ``y_{t-1}`` (Luong et al. 2015,
+with input feeding when attention is on)::
+
+    x_t    = [E y_{t-1} ; ã_{t-1}]                  ã: attentional vector
+    h_t^l  = cell_l(h_t^{l-1}, s_{t-1}^l)           l = 1..L, h_t^0 = x_t
+    c_t, α_t = attention(h_t^L, memory, mask)       (if attention)
+    ã_t    = tanh(W_c [c_t ; h_t^L])                (else ã_t = h_t^L)
+    logits = ã_t W_o + b_o      or ã_t P Eᵀ + b_o  (tied to E)
+
+``step`` runs it once (generation, export); ``call`` runs it over a
+teacher-forced sequence in a ``tf.while_loop`` with the very same ``step``,
+feeding, with probability ``p`` per row and step, a token sampled from the
+model's previous output instead of the ground truth (scheduled sampling,
+Bengio et al. 2015).
+"""
+
+import keras
+import tensorflow as tf
+from keras import ops
+
+from kerasrnn.cells import GRUCell
+from kerasrnn.cells import LSTMCell
+from kerasrnn.cells import SimpleRNNCell
+from kerasrnn.cells.base import validate_rate
+from kerasrnn.cells.base import validate_units
+from kerasrnn.models.attention import BahdanauAttention
+from kerasrnn.models.attention import LuongAttention
+
+CELLS = {"lstm": LSTMCell, "gru": GRUCell, "simple_rnn": SimpleRNNCell}
+ATTENTIONS = (None, "bahdanau", "luong_dot", "luong_general")
+
+
+def check_choice(name, value, choices):
+    if value not in choices:
+        raise ValueError(
+            f"`{name}` must be one of {list(choices)}. Received: "
+            f"{name}={value!r}"
+        )
+    return value
+
+
+def check_positive_int(name, value):
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(
+            f"`{name}` must be a positive integer. Received: {name}={value!r}"
+        )
+    return value
+
+
+@keras.saving.register_keras_serializable(package="kerasrnn")
+class RecurrentDecoder(keras.layers.Layer):
+    """Decoder of a sequence-to-sequence model (equations in the module doc).
+
+    Args:
+        vocabulary_size: V, the target vocabulary.
+        embedding_dim: E, the size of the target embedding.
+        units: H, the state size of every layer and the size of ``ã``.
+        cell: ``"lstm"``, ``"gru"`` or ``"simple_rnn"``.
+        num_layers: L, stacked cells.
+        attention: None, ``"bahdanau"``, ``"luong_dot"`` or
+            ``"luong_general"``.
+        attention_units: hidden size of the Bahdanau score (default H).
+        tie_embeddings: share E between the embedding and the output layer
+            (Press & Wolf 2017); ``P (H, E)`` maps ``ã`` to E when H != E.
+        dropout: rate on the embedded tokens, between layers and on ``ã``.
+        seed: seed of the dropout and scheduled-sampling draws.
+
+    State (a dict, every leaf with the batch as leading axis, so searches
+    can tile and reorder it): ``cells`` (per layer, the cell's states),
+    and with attention ``attentional`` (ã), ``memory (B, S, D)``, ``keys``
+    (the attention's precomputed memory half) and ``memory_mask (B, S)``.
+    """
+
+    def __init__(
+        self,
+        vocabulary_size,
+        embedding_dim,
+        units,
+        cell="lstm",
+        num_layers=1,
+        attention=None,
+        attention_units=None,
+        tie_embeddings=False,
+        dropout=0.0,
+        seed=None,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self.vocabulary_size = check_positive_int(
+            "vocabulary_size", vocabulary_size
+        )
+        self.embedding_dim = check_positive_int("embedding_dim", embedding_dim)
+        self.units = validate_units(units)
+        self.cell = check_choice("cell", cell, CELLS)
+        self.num_layers = check_positive_int("num_layers", num_layers)
+        self.attention = check_choice("attention", attention, ATTENTIONS)
+        self.attention_units = attention_units
+        self.tie_embeddings = bool(tie_embeddings)
+        self.dropout = validate_rate("dropout", dropout)
+        self.seed = seed
+        self.seed_generator = keras.random.SeedGenerator(seed)
+
+        self.embedding = keras.layers.Embedding(
+            vocabulary_size, embedding_dim, name="embedding"
+        )
+        self.cells = [
+            CELLS[cell](units, name=f"cell_{index}")
+            for index in range(num_layers)
+        ]
+        self.dropout_layer = keras.layers.Dropout(
+            self.dropout, seed=seed, name="dropout"
+        )
+        self.attention_layer = None
+        self.attentional_dense = None
+        if attention == "bahdanau":
+            self.attention_layer = BahdanauAttention(
+                attention_units or units, name="attention"
+            )
+        elif attention is not None:
+            self.attention_layer = LuongAttention(
+                attention.split("_")[1], name="attention"
+            )
+        if self.attention_layer is not None:
+            self.attentional_dense = keras.layers.Dense(
+                units, activation="tanh", use_bias=False, name="attentional"
+            )
+        self.tied_projection = None
+        if self.tie_embeddings:
+            if units != embedding_dim:
+                self.tied_projection = keras.layers.Dense(
+                    embedding_dim, use_bias=False, name="tied_projection"
+                )
+            self.output_layer = None
+        else:
+            self.output_layer = keras.layers.Dense(
+                vocabulary_size, name="output"
+            )
+
+    @property
+    def feeds_attention(self):
+        return self.attention_layer is not None
+
+    def build(self, memory_shape=None):
+        self.embedding.build((None,))
+        input_dim = self.embedding_dim + (
+            self.units if self.feeds_attention else 0
+        )
+        for cell in self.cells:
+            cell.build((None, input_dim))
+            input_dim = self.units
+        if self.feeds_attention:
+            if memory_shape is None or memory_shape[-1] is None:
+                raise ValueError(
+                    "A decoder with attention needs the memory size to "
+                    f"build. Received: memory_shape={memory_shape}"
+                )
+            self.attention_layer.build(
+                (None, self.units), tuple(memory_shape)
+            )
+            self.attentional_dense.build((None, self.units + memory_shape[-1]))
+        if self.tie_embeddings:
+            if self.tied_projection is not None:
+                self.tied_projection.build((None, self.units))
+            self.output_bias = self.add_weight(
+                shape=(self.vocabulary_size,), name="output_bias",
+                initializer="zeros",
+            )
+        else:
+            self.output_layer.build((None, self.units))
+        self.built = True
+
+    def initial_state(self, cell_states, memory=None, memory_mask=None):
+        """The state of the first step.
+
+        Args:
+            cell_states: per layer, the list of that cell's states.
+            memory: encoder outputs ``(B, S, D)`` (attention only).
+            memory_mask: bool ``(B, S)``, True at real source steps.
+        """
+        state = {"cells": [list(states) for states in cell_states]}
+        if self.feeds_attention:
+            batch = ops.shape(memory)[0]
+            if memory_mask is None:
+                memory_mask = ops.ones(ops.shape(memory)[:2], "bool")
+            state.update(
+                attentional=ops.zeros(
+                    (batch, self.units), dtype=self.compute_dtype
+                ),
+                memory=memory,
+                keys=self.attention_layer.precompute(memory),
+                memory_mask=ops.cast(memory_mask, "bool"),
+            )
+        return state
+
+    def project(self, outputs):
+        """Logits: ``ã W_o + b_o``, or tied ``ã P Eᵀ + b_o``."""
+        if not self.tie_embeddings:
+            return self.output_layer(outputs)
+        if self.tied_projection is not None:
+            outputs = self.tied_projection(outputs)
+        weights = ops.convert_to_tensor(self.embedding.embeddings)
+        return ops.matmul(outputs, ops.transpose(weights)) + self.output_bias
+
+    def step(self, token_ids, state, training=False):
+        """One step: ``(token_ids (B,), state) -> (logits (B, V), state,
+        alignments (B, S) or None)``."""
+        inputs = self.dropout_layer(
+            self.embedding(token_ids), training=training
+        )
+        if self.feeds_attention:
+            inputs = ops.concatenate([inputs, state["attentional"]], axis=-1)
+        cell_states = []
+        for index, cell in enumerate(self.cells):
+            if index > 0:
+                inputs = self.dropout_layer(inputs, training=training)
+            inputs, states = cell(
+                inputs, state["cells"][index], training=training
+            )
+            cell_states.append(list(states))
+        new_state = dict(state, cells=cell_states)
+        alignments = None
+        outputs = inputs
+        if self.feeds_attention:
+            context, alignments = self.attention_layer(
+                inputs, state["keys"], state["memory"], state["memory_mask"]
+            )
+            outputs = self.attentional_dense(
+                ops.concatenate([context, inputs], axis=-1)
+            )
+            new_state["attentional"] = outputs
+        outputs = self.dropout_layer(outputs, training=training)
+        return self.project(outputs), new_state, alignments
+
+    def call(
+        self, decoder_inputs, state, sampling_probability=None,
+        training=False,
+    ):
+        """Runs ``step`` over ``decoder_inputs (B, T)``; returns ``(logits
+        (B, T, V), alignments (B, T, S) or None)``.
+
+        With ``sampling_probability`` p > 0, each row at each step t >= 1
+        reads, with probability p, a token drawn from
+        ``softmax(logits_{t-1})`` instead of ``decoder_inputs[:, t]``. No
+        gradient flows through the draw. p = 0 (or None) is plain teacher
+        forcing.
+        """
+        decoder_inputs = ops.cast(decoder_inputs, "int32")
+        tokens = tf.transpose(decoder_inputs)
+        steps = tf.shape(tokens)[0]
+        batch = tf.shape(tokens)[1]
+        seed = None
+        if sampling_probability is not None:
+            sampling_probability = tf.cast(sampling_probability, "float32")
+            seed = keras.random.randint(
+                (2,), 0, 2**30, dtype="int32", seed=self.seed_generator
+            )
+
+        def choose(t, token, previous_logits):
+            def scheduled():
+                pairs = [tf.stack([seed[0] + k, seed[1] + t]) for k in (0, 1)]
+                sampled = tf.random.stateless_categorical(
+                    tf.cast(previous_logits, "float32"), 1, seed=pairs[0],
+                    dtype="int32",
+                )[:, 0]
+                coin = tf.random.stateless_uniform([batch], seed=pairs[1])
+                use = tf.logical_and(coin < sampling_probability, t > 0)
+                return tf.where(use, sampled, token)
+
+            return tf.cond(
+                sampling_probability > 0, scheduled, lambda: token
+            )
+
+        def body(t, previous_logits, state, logits_ta, *alignments_ta):
+            token = tokens[t]
+            if seed is not None:
+                token = choose(t, token, previous_logits)
+            logits, state, alignments = self.step(
+                token, state, training=training
+            )
+            alignments_ta = tuple(
+                ta.write(t, alignments) for ta in alignments_ta
+            )
+            return (t + 1, logits, state, logits_ta.write(t, logits),
+                    *alignments_ta)
+
+        logits_dtype = self.compute_dtype
+        loop_vars = (
+            tf.constant(0),
+            tf.zeros([batch, self.vocabulary_size], logits_dtype),
+            state,
+            tf.TensorArray(logits_dtype, size=steps),
+        )
+        if self.feeds_attention:
+            loop_vars += (tf.TensorArray(logits_dtype, size=steps),)
+        result = tf.while_loop(
+            lambda t, *_: t < steps, body, loop_vars,
+            maximum_iterations=steps,
+        )
+        logits = tf.transpose(result[3].stack(), [1, 0, 2])
+        alignments = None
+        if self.feeds_attention:
+            alignments = tf.transpose(result[4].stack(), [1, 0, 2])
+        return logits, alignments
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "vocabulary_size": self.vocabulary_size,
+                "embedding_dim": self.embedding_dim,
+                "units": self.units,
+                "cell": self.cell,
+                "num_layers": self.num_layers,
+                "attention": self.attention,
+                "attention_units": self.attention_units,
+                "tie_embeddings": self.tie_embeddings,
+                "dropout": self.dropout,
+                "seed": self.seed,
+            }
+        )
+        return config

@@ -1,0 +1,531 @@
+"""``Seq2Seq``: an encoder-decoder ``keras.Model`` with attention, trained
+with teacher forcing and scheduled sampling, decoding through
+``kerasrnn.decoding``."""
+
+import keras
+import numpy as np
+import tensorflow as tf
+from keras import ops
+
+from kerasrnn import decoding
+from kerasrnn.cells.base import validate_rate
+from kerasrnn.cells.base import validate_units
+from kerasrnn.layers import GRU
+from kerasrnn.layers import LSTM
+from kerasrnn.layers import SimpleRNN
+from kerasrnn.models.decoder import CELLS
+from kerasrnn.models.decoder import RecurrentDecoder
+from kerasrnn.models.decoder import check_choice
+from kerasrnn.models.decoder import check_positive_int
+from kerasrnn.models.metrics import MaskedTokenAccuracy
+from kerasrnn.models.metrics import Perplexity
+from kerasrnn.models.metrics import SequenceExactMatch
+
+ENCODERS = {"lstm": LSTM, "gru": GRU, "simple_rnn": SimpleRNN}
+BRIDGES = ("zero", "copy", "dense")
+
+
+@keras.saving.register_keras_serializable(package="kerasrnn")
+class Seq2Seq(keras.Model):
+    """Encoder-decoder for sequence-to-sequence tasks.
+
+    Shapes: source ``x (B, S)`` and target ``y (B, T)`` int ids, padded
+    with ``pad_id``; a target is ``[bos, y_1, ..., y_n, eos, pad, ...]``
+    (``kerasrnn.models.text`` builds them). The model trains on
+    ``decoder input = y[:, :-1]`` against ``labels = y[:, 1:]``, padding
+    masked out of the loss and the metrics::
+
+        memory, states = Encoder(E_src x)        kerasrnn LSTM/GRU/SimpleRNN
+        s_0 = bridge(states)                     zero | copy | dense
+        logits_t = Decoder(y_{t-1}, s_{t-1}, memory)   see RecurrentDecoder
+
+    Args:
+        source_vocabulary_size, target_vocabulary_size: V_src, V_tgt.
+        bos_id, eos_id: target start and end tokens; pad_id: padding of
+            both sides (default 0).
+        embedding_dim: size of both embeddings.
+        units: H, the decoder's state size. A bidirectional encoder has
+            H/2 units per direction (H must be even), so its concatenated
+            outputs and states have size H.
+        cell: ``"lstm"``, ``"gru"`` or ``"simple_rnn"`` (both sides).
+        encoder_layers, decoder_layers: stacked layers.
+        bidirectional: bidirectional encoder.
+        bridge: encoder final states -> decoder initial states:
+            ``"zero"`` (zeros), ``"copy"`` (layer l to layer l; needs as
+            many layers; a bidirectional layer gives [forward; backward])
+            or ``"dense"`` (one linear map of all final states).
+        attention: None, ``"bahdanau"``, ``"luong_dot"``,
+            ``"luong_general"``.
+        attention_units: Bahdanau score size (default H).
+        tie_embeddings: output layer shares the target embedding.
+        dropout: on embeddings, between layers and on the decoder output.
+        max_source_length: longer sources are an error (None: no limit).
+        max_target_length: default ``max_length`` of ``generate``.
+        seed: seed of dropout and scheduled sampling.
+
+    Scheduled sampling: ``sampling_probability`` (a non-trainable
+    variable, 0 by default, set by the ``ScheduledSampling`` callback) is
+    the probability that a decoder step reads a token sampled from the
+    model's own previous output instead of the ground truth, in
+    ``train_step`` only. ``test_step`` is always teacher-forced.
+
+    ``compile()`` defaults to Adam, token cross-entropy on logits and the
+    metrics token accuracy, perplexity and exact match.
+    ``predict`` returns greedy ids ``(B, max_target_length)``.
+
+    Example:
+
+    >>> model = Seq2Seq(12, 12, bos_id=1, eos_id=2, units=16,
+    ...                 attention="luong_general")
+    >>> model.compile()
+    >>> result = model.generate(np.array([[3, 4, 5]]), method="beam",
+    ...                         beam_width=3)
+    >>> tuple(result.ids.shape)
+    (1, 1, 64)
+    """
+
+    def __init__(
+        self,
+        source_vocabulary_size,
+        target_vocabulary_size,
+        bos_id,
+        eos_id,
+        pad_id=0,
+        embedding_dim=64,
+        units=128,
+        cell="lstm",
+        encoder_layers=1,
+        decoder_layers=1,
+        bidirectional=False,
+        bridge="copy",
+        attention=None,
+        attention_units=None,
+        tie_embeddings=False,
+        dropout=0.0,
+        max_source_length=None,
+        max_target_length=64,
+        seed=None,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self.source_vocabulary_size = check_positive_int(
+            "source_vocabulary_size", source_vocabulary_size
+        )
+        self.target_vocabulary_size = check_positive_int(
+            "target_vocabulary_size", target_vocabulary_size
+        )
+        for name, value in (("bos_id", bos_id), ("eos_id", eos_id),
+                            ("pad_id", pad_id)):
+            if isinstance(value, bool) or not isinstance(value, int) or not (
+                0 <= value < target_vocabulary_size
+            ):
+                raise ValueError(
+                    f"`{name}` must be a token id in [0, "
+                    f"target_vocabulary_size={target_vocabulary_size}). "
+                    f"Received: {name}={value!r}"
+                )
+        if len({bos_id, eos_id, pad_id}) != 3:
+            raise ValueError(
+                "`bos_id`, `eos_id` and `pad_id` must be three different "
+                f"tokens. Received: bos_id={bos_id}, eos_id={eos_id}, "
+                f"pad_id={pad_id}"
+            )
+        self.bos_id, self.eos_id, self.pad_id = bos_id, eos_id, pad_id
+        self.embedding_dim = check_positive_int("embedding_dim", embedding_dim)
+        self.units = validate_units(units)
+        self.cell = check_choice("cell", cell, CELLS)
+        self.encoder_layers = check_positive_int(
+            "encoder_layers", encoder_layers
+        )
+        self.decoder_layers = check_positive_int(
+            "decoder_layers", decoder_layers
+        )
+        self.bidirectional = bool(bidirectional)
+        if self.bidirectional and units % 2:
+            raise ValueError(
+                "A bidirectional encoder splits `units` between its two "
+                f"directions, so `units` must be even. Received: units={units}"
+            )
+        self.bridge = check_choice("bridge", bridge, BRIDGES)
+        if bridge == "copy" and encoder_layers != decoder_layers:
+            raise ValueError(
+                "bridge='copy' maps encoder layer l to decoder layer l and "
+                "needs as many layers on both sides. Received: "
+                f"encoder_layers={encoder_layers}, "
+                f"decoder_layers={decoder_layers}; use bridge='dense' or "
+                "'zero'."
+            )
+        self.attention = attention
+        self.attention_units = attention_units
+        self.tie_embeddings = bool(tie_embeddings)
+        self.dropout = validate_rate("dropout", dropout)
+        if max_source_length is not None:
+            check_positive_int("max_source_length", max_source_length)
+        self.max_source_length = max_source_length
+        self.max_target_length = check_positive_int(
+            "max_target_length", max_target_length
+        )
+        self.seed = seed
+
+        self.source_embedding = keras.layers.Embedding(
+            source_vocabulary_size, embedding_dim, name="source_embedding"
+        )
+        self.source_dropout = keras.layers.Dropout(
+            self.dropout, seed=seed, name="source_dropout"
+        )
+        directions = 2 if self.bidirectional else 1
+        self.encoder = ENCODERS[cell](
+            units // directions,
+            num_layers=encoder_layers,
+            bidirectional=self.bidirectional,
+            inter_layer_dropout=self.dropout,
+            return_sequences=True,
+            return_state=True,
+            name="encoder",
+        )
+        self.states_per_cell = len(self.encoder.state_size)
+        self.bridge_dense = None
+        if bridge == "dense":
+            self.bridge_dense = keras.layers.Dense(
+                decoder_layers * self.states_per_cell * units, name="bridge"
+            )
+        self.decoder = RecurrentDecoder(
+            target_vocabulary_size,
+            embedding_dim,
+            units,
+            cell=cell,
+            num_layers=decoder_layers,
+            attention=attention,
+            attention_units=attention_units,
+            tie_embeddings=tie_embeddings,
+            dropout=self.dropout,
+            seed=seed,
+            name="decoder",
+        )
+        self.sampling_probability = self.add_weight(
+            shape=(), initializer="zeros", trainable=False,
+            name="sampling_probability",
+        )
+        self._generate_functions = {}
+        self.build()
+
+    def build(self, input_shape=None):
+        self.source_embedding.build((None, None))
+        self.encoder.build((None, None, self.embedding_dim))
+        if self.bridge_dense is not None:
+            directions = 2 if self.bidirectional else 1
+            self.bridge_dense.build(
+                (None, self.encoder_layers * self.states_per_cell
+                 * directions * (self.units // directions))
+            )
+        self.decoder.build((None, None, self.units))
+        self.built = True
+
+    # --- forward ------------------------------------------------------------
+
+    def encode(self, source, training=False):
+        """Runs the encoder and the bridge; returns the decoder's first
+        state (see ``RecurrentDecoder``)."""
+        source = ops.cast(source, "int32")
+        mask = ops.not_equal(source, self.pad_id)
+        embedded = self.source_dropout(
+            self.source_embedding(source), training=training
+        )
+        memory, *final_states = self.encoder(
+            embedded, mask=mask, training=training
+        )
+        cell_states = self._bridge(final_states, ops.shape(source)[0])
+        if self.decoder.feeds_attention:
+            return self.decoder.initial_state(cell_states, memory, mask)
+        return self.decoder.initial_state(cell_states)
+
+    def _bridge(self, final_states, batch):
+        per_cell = self.states_per_cell
+        if self.bridge == "zero":
+            return [
+                cell.get_initial_state(batch) for cell in self.decoder.cells
+            ]
+        if self.bridge == "dense":
+            flat = ops.split(
+                self.bridge_dense(ops.concatenate(final_states, axis=-1)),
+                self.decoder_layers * per_cell,
+                axis=-1,
+            )
+            return [
+                flat[layer * per_cell:(layer + 1) * per_cell]
+                for layer in range(self.decoder_layers)
+            ]
+        # Copy: the encoder lists states layer-major, forward then backward.
+        directions = 2 if self.bidirectional else 1
+        cell_states = []
+        for layer in range(self.decoder_layers):
+            start = layer * directions * per_cell
+            cell_states.append([
+                ops.concatenate(
+                    [final_states[start + d * per_cell + k]
+                     for d in range(directions)],
+                    axis=-1,
+                )
+                for k in range(per_cell)
+            ])
+        return cell_states
+
+    def decode_step(self, token_ids, state):
+        """The ``kerasrnn.decoding`` step function: ``(token_ids (B,),
+        state) -> (logits (B, V), state)``."""
+        logits, state, _ = self.decoder.step(token_ids, state)
+        return logits, state
+
+    def teacher_forced(
+        self, source, decoder_inputs, sampling_probability=None,
+        training=False,
+    ):
+        """``(logits (B, T, V), alignments (B, T, S) or None)`` for the
+        decoder inputs ``(B, T)`` (a target without its last token)."""
+        state = self.encode(source, training=training)
+        return self.decoder(
+            decoder_inputs, state, sampling_probability=sampling_probability,
+            training=training,
+        )
+
+    def call(self, inputs, training=False):
+        source, decoder_inputs = _unpack_inputs(inputs)
+        logits, _ = self.teacher_forced(
+            source, decoder_inputs, training=training
+        )
+        return logits
+
+    def alignments(self, source, target):
+        """Attention weights ``(B, T-1, S)`` of the teacher-forced target
+        ``[bos, ..., eos]`` (equal to those seen while generating it)."""
+        if not self.decoder.feeds_attention:
+            raise ValueError(
+                "alignments() needs a model with attention. Received: "
+                "attention=None"
+            )
+        target = ops.convert_to_tensor(target, "int32")
+        return self.teacher_forced(source, target[:, :-1])[1]
+
+    # --- training -----------------------------------------------------------
+
+    def compile(self, optimizer="adam", loss=None, metrics=None, **kwargs):
+        if loss is None:
+            loss = keras.losses.SparseCategoricalCrossentropy(
+                from_logits=True
+            )
+        if metrics is None:
+            metrics = [
+                MaskedTokenAccuracy(self.pad_id),
+                Perplexity(self.pad_id),
+                SequenceExactMatch(self.pad_id),
+            ]
+        super().compile(optimizer=optimizer, loss=loss, metrics=metrics,
+                        **kwargs)
+
+    def _shift(self, target, sample_weight):
+        """Decoder inputs, labels and ``(B, T-1)`` weights (0 at padding)."""
+        target = ops.cast(target, "int32")
+        if len(target.shape) != 2:
+            raise ValueError(
+                "Targets must be int ids of shape (batch, time). Received: "
+                f"shape={tuple(target.shape)}"
+            )
+        tf.debugging.assert_equal(
+            target[:, 0], self.bos_id,
+            message=f"Every target must start with bos_id={self.bos_id} "
+            "(see kerasrnn.models.text.add_bos_eos).",
+        )
+        labels = target[:, 1:]
+        weights = ops.cast(ops.not_equal(labels, self.pad_id), "float32")
+        if sample_weight is not None:
+            sample_weight = ops.cast(sample_weight, "float32")
+            if len(sample_weight.shape) == 1:
+                sample_weight = ops.expand_dims(sample_weight, -1)
+            weights = weights * sample_weight
+        return target[:, :-1], labels, weights
+
+    def _token_loss(self, source, labels, logits, weights, training):
+        # Scale the weights so the default "sum over batch size" reduction
+        # gives the mean over real tokens: Σ w·CE / Σ w.
+        size = ops.cast(ops.size(weights), "float32")
+        normalised = weights * ops.divide_no_nan(size, ops.sum(weights))
+        return self.compute_loss(
+            x=source, y=labels, y_pred=logits, sample_weight=normalised,
+            training=training,
+        )
+
+    def _update_metrics(self, source, labels, logits, weights, loss):
+        replicas = tf.distribute.get_strategy().num_replicas_in_sync
+        for metric in self.metrics:
+            if metric.name == "loss":
+                # Token-weighted, so the epoch loss is the mean token NLL.
+                metric.update_state(
+                    loss * replicas, sample_weight=ops.sum(weights)
+                )
+        return self.compute_metrics(
+            source, labels, logits, sample_weight=weights
+        )
+
+    def train_step(self, data):
+        source, target, sample_weight = keras.utils.unpack_x_y_sample_weight(
+            data
+        )
+        decoder_inputs, labels, weights = self._shift(target, sample_weight)
+        with tf.GradientTape() as tape:
+            logits, _ = self.teacher_forced(
+                source, decoder_inputs,
+                sampling_probability=self.sampling_probability,
+                training=True,
+            )
+            loss = self._token_loss(source, labels, logits, weights, True)
+            scaled = self.optimizer.scale_loss(loss)
+        variables = self.trainable_variables
+        gradients = tape.gradient(scaled, variables)
+        self.optimizer.apply(gradients, variables)
+        return self._update_metrics(source, labels, logits, weights, loss)
+
+    def test_step(self, data):
+        source, target, sample_weight = keras.utils.unpack_x_y_sample_weight(
+            data
+        )
+        decoder_inputs, labels, weights = self._shift(target, sample_weight)
+        logits, _ = self.teacher_forced(source, decoder_inputs)
+        loss = self._token_loss(source, labels, logits, weights, False)
+        return self._update_metrics(source, labels, logits, weights, loss)
+
+    def predict_step(self, data):
+        source, _, _ = keras.utils.unpack_x_y_sample_weight(data)
+        if isinstance(source, (tuple, list)):
+            source = source[0]
+        return self._search(source, "greedy", self.max_target_length).ids[
+            :, 0
+        ]
+
+    # --- generation ---------------------------------------------------------
+
+    def check_source(self, source):
+        """``source`` as an int32 ``(B, S)`` tensor; empty, too long or
+        out-of-vocabulary ids are errors."""
+        source = ops.convert_to_tensor(source)
+        if len(source.shape) != 2:
+            raise ValueError(
+                "`source` must hold int token ids of shape (batch, time). "
+                f"Received: shape={tuple(source.shape)}"
+            )
+        if "int" not in str(source.dtype):
+            raise TypeError(
+                "`source` must hold integer token ids (tokenize text first, "
+                f"e.g. with kerasrnn.models.text). Received: "
+                f"dtype={source.dtype}"
+            )
+        length = source.shape[1]
+        if length == 0:
+            raise ValueError(
+                "`source` is empty (time axis of length 0). Received: "
+                f"shape={tuple(source.shape)}"
+            )
+        if self.max_source_length is not None and length is not None and (
+            length > self.max_source_length
+        ):
+            raise ValueError(
+                f"`source` has {length} steps, more than "
+                f"max_source_length={self.max_source_length}."
+            )
+        if tf.executing_eagerly():
+            values = np.asarray(source)
+            if values.size and (
+                values.min() < 0
+                or values.max() >= self.source_vocabulary_size
+            ):
+                raise ValueError(
+                    "`source` ids must lie in [0, source_vocabulary_size="
+                    f"{self.source_vocabulary_size}). Received: ids in "
+                    f"[{values.min()}, {values.max()}]"
+                )
+        return ops.cast(source, "int32")
+
+    def _search(self, source, method, max_length, **options):
+        state = self.encode(source)
+        start = tf.fill([tf.shape(source)[0]], self.bos_id)
+        return decoding.decode(
+            self.decode_step, start, state, end_id=self.eos_id,
+            max_length=max_length, method=method, pad_id=self.pad_id,
+            **options,
+        )
+
+    def generate(self, source, method="greedy", max_length=None, **options):
+        """Decodes ``source (B, S)`` with ``kerasrnn.decoding``.
+
+        Args:
+            source: int ids ``(B, S)``, padded with ``pad_id``.
+            method: ``"greedy"``, ``"sample"`` or ``"beam"``.
+            max_length: most generated tokens (default
+                ``max_target_length``), the end token included.
+            **options: the search's options (``beam_width``,
+                ``length_penalty_weight``, ``num_return``, ``temperature``,
+                ``top_k``, ``top_p``, ``seed``, ``num_samples``,
+                ``min_length``).
+
+        Returns:
+            A ``kerasrnn.decoding.DecodingResult``; ``ids (B, K, T)`` start
+            after BOS and end with EOS, then ``pad_id``.
+        """
+        source = self.check_source(source)
+        max_length = max_length or self.max_target_length
+        key = (method, max_length, tuple(sorted(options.items())))
+        if method not in decoding.METHODS:
+            raise ValueError(
+                f"`method` must be one of {sorted(decoding.METHODS)}. "
+                f"Received: method={method!r}"
+            )
+        if key not in self._generate_functions:
+            self._generate_functions[key] = tf.function(
+                lambda ids: self._search(ids, method, max_length, **options),
+                input_signature=[tf.TensorSpec([None, None], "int32")],
+            )
+        return self._generate_functions[key](source)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "source_vocabulary_size": self.source_vocabulary_size,
+                "target_vocabulary_size": self.target_vocabulary_size,
+                "bos_id": self.bos_id,
+                "eos_id": self.eos_id,
+                "pad_id": self.pad_id,
+                "embedding_dim": self.embedding_dim,
+                "units": self.units,
+                "cell": self.cell,
+                "encoder_layers": self.encoder_layers,
+                "decoder_layers": self.decoder_layers,
+                "bidirectional": self.bidirectional,
+                "bridge": self.bridge,
+                "attention": self.attention,
+                "attention_units": self.attention_units,
+                "tie_embeddings": self.tie_embeddings,
+                "dropout": self.dropout,
+                "max_source_length": self.max_source_length,
+                "max_target_length": self.max_target_length,
+                "seed": self.seed,
+            }
+        )
+        return config
+
+
+def _unpack_inputs(inputs):
+    if isinstance(inputs, dict):
+        missing = {"source", "decoder_inputs"} - set(inputs)
+        if missing:
+            raise ValueError(
+                "Seq2Seq inputs as a dict need the keys 'source' and "
+                f"'decoder_inputs'. Received keys: {sorted(inputs)}"
+            )
+        return inputs["source"], inputs["decoder_inputs"]
+    if isinstance(inputs, (list, tuple)) and len(inputs) == 2:
+        return inputs
+    raise ValueError(
+        "Seq2Seq.call expects (source, decoder_inputs), two int tensors "
+        "(B, S) and (B, T). To generate from a source alone use "
+        f"generate(). Received: {type(inputs).__name__}"
+    )
