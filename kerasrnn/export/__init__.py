@@ -3,6 +3,8 @@
 * ``to_onnx(model, directory)``: ``model.onnx`` (opset 17, every kerasrnn
   recurrent layer a native ``RNN``/``LSTM``/``GRU`` node) and
   ``manifest.json``, checked against Keras on random inputs.
+* ``to_saved_model(model, directory)``: a SavedModel whose
+  ``serving_default`` signature takes and returns named tensors.
 * ``quantize_onnx(directory)``: int8 dynamic quantization of that model,
   with the change in outputs it causes.
 
@@ -14,10 +16,14 @@ from kerasrnn.export.onnx import build_onnx
 from kerasrnn.export.onnx import op_inventory
 from kerasrnn.export.onnx import supported_layers
 from kerasrnn.export.onnx import to_onnx
+from kerasrnn.export.quantize import quantize_onnx
+from kerasrnn.export.saved_model import to_saved_model
 
 __all__ = [
     "build_onnx",
     "op_inventory",
+    "quantize_onnx",
     "supported_layers",
     "to_onnx",
+    "to_saved_model",
 ]

@@ -94,7 +94,7 @@ def build_onnx(model, output_names=None):
         ``(onnx.ModelProto, manifest dict)``; the model passes
         ``onnx.checker.check_model(full_check=True)``.
     """
-    inputs, outputs = _model_tensors(model)
+    inputs, outputs = model_tensors(model)
     graph = GraphBuilder()
     input_values = []
     sequence_inputs = 0
@@ -109,7 +109,7 @@ def build_onnx(model, output_names=None):
             Value(name, tuple(tensor.shape), dtype, input_name=name)
         )
     results = _run_functional(graph, model, inputs, input_values)
-    names = _output_names(model, outputs, output_names)
+    names = resolve_output_names(model, outputs, output_names)
     for name in names:
         graph.reserve(name)
     output_infos = []
@@ -249,7 +249,7 @@ def sample_inputs(manifest, batch_size, steps, seed=0):
     return feeds
 
 
-def _model_tensors(model):
+def model_tensors(model):
     """The model's input and (flattened) output Keras tensors."""
     if not isinstance(model, keras.Model):
         raise TypeError(
@@ -349,7 +349,7 @@ def _check_mask(operation, keras_tensor, value):
 
 
 def _nested(graph, model, args):
-    inner_inputs, _ = _model_tensors(model)
+    inner_inputs, _ = model_tensors(model)
     given = keras.tree.flatten(args)
     if len(given) != len(inner_inputs):
         raise ValueError(
@@ -394,7 +394,7 @@ def _dims(shape, dtype, sequence_index, name):
     return dims, time_named
 
 
-def _output_names(model, outputs, names):
+def resolve_output_names(model, outputs, names):
     if names is not None:
         names = list(names)
         if len(names) != len(outputs) or len(set(names)) != len(names):

@@ -1,0 +1,16 @@
+"""TensorFlow-free serving of exported kerasrnn models.
+
+Needs only numpy and onnxruntime (``onnxruntime-gpu`` for CUDA); importing
+this package never imports TensorFlow or Keras.
+
+* ``Predictor(directory)``: loads ``model.onnx`` and ``manifest.json``,
+  checks inputs, batches, returns numpy arrays.
+* ``python -m serving predict|serve|info DIR``: the command line and a small
+  JSON-over-HTTP server (``serving.server``).
+"""
+
+from serving.predictor import InputError
+from serving.predictor import Predictor
+from serving.predictor import read_manifest
+
+__all__ = ["InputError", "Predictor", "read_manifest"]
