@@ -40,6 +40,24 @@ def validate_rate(name, rate):
     return float(rate)
 
 
+def output_derivative(activation):
+    """``g'`` written in terms of the output ``y = g(a)``, or None.
+
+    The fused time loop (``kerasrnn.layers.fused_loop``) back-propagates
+    through cached activations, so it supports the activations whose
+    derivative is a function of their output.
+    """
+    if activation is keras.activations.tanh:
+        return lambda y: 1 - y * y
+    if activation is keras.activations.sigmoid:
+        return lambda y: y * (1 - y)
+    if activation is keras.activations.relu:
+        return lambda y: ops.cast(y > 0, y.dtype)
+    if activation is keras.activations.linear:
+        return ops.ones_like
+    return None
+
+
 def get_activation(name, value):
     """``keras.activations.get`` with an error that names the argument."""
     try:
@@ -206,6 +224,59 @@ class RecurrentCell(keras.layers.Layer):
         """
         raise NotImplementedError
 
+    # The fused path: one step with its cache, and its hand-written backward.
+    # ``RNN`` uses it when ``supports_fused`` (see layers/fused_loop.py).
+
+    @property
+    def supports_fused(self):
+        """Whether every activation has a derivative known to the fused path."""
+        return all(
+            output_derivative(activation) is not None
+            for activation in self.fused_activations()
+        )
+
+    def fused_activations(self):
+        return [self.activation]
+
+    def fused_parameters(self):
+        """The tensors ``fused_step`` reads besides the states (``U``...)."""
+        return [ops.convert_to_tensor(self.recurrent_kernel)]
+
+    def fused_step(self, projected, states, parameters, recurrent_mask=None):
+        """``recurrent_step`` that also returns what its backward needs.
+
+        Returns ``(new_states, cache)``, ``cache`` one ``(B, K)`` tensor.
+        """
+        raise NotImplementedError
+
+    def fused_step_backward(
+        self, cache, prev_states, new_states, d_states, parameters,
+        recurrent_mask=None,
+    ):
+        """Back-propagates one step.
+
+        Args:
+            cache: the step's cache from ``fused_step``.
+            prev_states, new_states: the states before and after the step.
+            d_states: gradients of the loss w.r.t. ``new_states``.
+
+        Returns:
+            ``(d_projected, d_prev_states, d_recurrent)`` where
+            ``d_recurrent``, one ``(B, K)`` tensor, feeds
+            ``fused_parameter_gradients``.
+        """
+        raise NotImplementedError
+
+    def fused_parameter_gradients(
+        self, prev_states, caches, d_recurrent, parameters, recurrent_mask=None
+    ):
+        """Gradients of ``fused_parameters`` from the whole sequence.
+
+        Every argument is stacked over time (``(T, B, ...)``), so each
+        weight gradient is one large matmul outside the loop.
+        """
+        raise NotImplementedError
+
     def call(self, inputs, states, training=False):
         if not isinstance(states, (list, tuple)):
             states = [states]
@@ -264,3 +335,15 @@ class RecurrentCell(keras.layers.Layer):
 def apply_mask(h, recurrent_mask):
     """``h * mask`` when a recurrent dropout mask is given, else ``h``."""
     return h if recurrent_mask is None else h * recurrent_mask
+
+
+def time_matmul(left, right):
+    """``Σ_t left[t]ᵀ right[t]`` for ``(T, B, M)`` and ``(T, B, N)``."""
+    left = ops.reshape(left, (-1, ops.shape(left)[-1]))
+    right = ops.reshape(right, (-1, ops.shape(right)[-1]))
+    return ops.matmul(ops.transpose(left), right)
+
+
+def time_sum(values):
+    """``Σ_t Σ_b values[t, b]`` for ``(T, B, N)``."""
+    return ops.sum(values, axis=(0, 1))

@@ -6,6 +6,9 @@ from keras import ops
 from kerasrnn.cells.base import RecurrentCell
 from kerasrnn.cells.base import apply_mask
 from kerasrnn.cells.base import get_activation
+from kerasrnn.cells.base import output_derivative
+from kerasrnn.cells.base import time_matmul
+from kerasrnn.cells.base import time_sum
 
 # Keras' order of the gate blocks (PyTorch uses r, z, n).
 GATE_ORDER = ("z", "r", "h")
@@ -95,6 +98,90 @@ class GRUCell(RecurrentCell):
             )
         h = z * h_prev + (1 - z) * n
         return h, [h]
+
+    def fused_activations(self):
+        return [self.activation, self.recurrent_activation]
+
+    def fused_parameters(self):
+        kernel = ops.convert_to_tensor(self.recurrent_kernel)
+        if not self.reset_after:
+            # [U_z U_r] and U_h, sliced once instead of at every step.
+            return [kernel[:, : 2 * self.units], kernel[:, 2 * self.units :]]
+        if self.use_bias:
+            return [kernel, self.bias[1]]
+        return [kernel]
+
+    def fused_step(self, projected, states, parameters, recurrent_mask=None):
+        h_prev = states[0]
+        h_in = apply_mask(h_prev, recurrent_mask)
+        x_z, x_r, x_h = ops.split(projected, 3, axis=-1)
+        if self.reset_after:
+            inner = ops.matmul(h_in, parameters[0])
+            if self.use_bias:
+                inner = inner + parameters[1]
+            h_z, h_r, h_h = ops.split(inner, 3, axis=-1)
+            z = self.recurrent_activation(x_z + h_z)
+            r = self.recurrent_activation(x_r + h_r)
+            n = self.activation(x_h + r * h_h)
+            cache = ops.concatenate([z, r, n, h_h], axis=-1)
+        else:
+            kernel_zr, kernel_h = parameters
+            h_z, h_r = ops.split(ops.matmul(h_in, kernel_zr), 2, axis=-1)
+            z = self.recurrent_activation(x_z + h_z)
+            r = self.recurrent_activation(x_r + h_r)
+            n = self.activation(x_h + ops.matmul(r * h_in, kernel_h))
+            cache = ops.concatenate([z, r, n], axis=-1)
+        h = z * h_prev + (1 - z) * n
+        return [h], cache
+
+    def fused_step_backward(
+        self, cache, prev_states, new_states, d_states, parameters,
+        recurrent_mask=None,
+    ):
+        h_prev = prev_states[0]
+        h_in = apply_mask(h_prev, recurrent_mask)
+        d_h = d_states[0]
+        sigma_prime = output_derivative(self.recurrent_activation)
+        if self.reset_after:
+            z, r, n, h_h = ops.split(cache, 4, axis=-1)
+        else:
+            z, r, n = ops.split(cache, 3, axis=-1)
+        # h = z ⊙ h_prev + (1 - z) ⊙ n
+        d_a_n = d_h * (1 - z) * output_derivative(self.activation)(n)
+        d_a_z = d_h * (h_prev - n) * sigma_prime(z)
+        if self.reset_after:
+            # n = g(x_h + r ⊙ (h U_h + b'_h))
+            d_a_r = d_a_n * h_h * sigma_prime(r)
+            d_inner = ops.concatenate([d_a_z, d_a_r, d_a_n * r], axis=-1)
+            d_h_in = ops.matmul(d_inner, ops.transpose(parameters[0]))
+        else:
+            # n = g(x_h + (r ⊙ h) U_h)
+            kernel_zr, kernel_h = parameters
+            d_rh = ops.matmul(d_a_n, ops.transpose(kernel_h))
+            d_a_r = d_rh * h_in * sigma_prime(r)
+            d_inner = ops.concatenate([d_a_z, d_a_r, d_a_n], axis=-1)
+            d_h_in = d_rh * r + ops.matmul(
+                d_inner[:, : 2 * self.units], ops.transpose(kernel_zr)
+            )
+        d_projected = ops.concatenate([d_a_z, d_a_r, d_a_n], axis=-1)
+        d_h_prev = d_h * z + apply_mask(d_h_in, recurrent_mask)
+        return d_projected, [d_h_prev], d_inner
+
+    def fused_parameter_gradients(
+        self, prev_states, caches, d_recurrent, parameters, recurrent_mask=None
+    ):
+        h_in = apply_mask(prev_states[0], recurrent_mask)
+        if self.reset_after:
+            gradients = [time_matmul(h_in, d_recurrent)]
+            if self.use_bias:
+                gradients.append(time_sum(d_recurrent))
+            return gradients
+        units = self.units
+        r = caches[..., units : 2 * units]
+        return [
+            time_matmul(h_in, d_recurrent[..., : 2 * units]),
+            time_matmul(r * h_in, d_recurrent[..., 2 * units :]),
+        ]
 
     def get_config(self):
         config = super().get_config()

@@ -6,6 +6,8 @@ from keras import ops
 from kerasrnn.cells.base import RecurrentCell
 from kerasrnn.cells.base import apply_mask
 from kerasrnn.cells.base import get_activation
+from kerasrnn.cells.base import output_derivative
+from kerasrnn.cells.base import time_matmul
 
 # Keras' (and PyTorch's) order of the gate blocks in kernel/bias columns.
 GATE_ORDER = ("i", "f", "c", "o")
@@ -86,6 +88,58 @@ class LSTMCell(RecurrentCell):
         c = f * c_prev + i * g
         h = o * self.activation(c)
         return h, [h, c]
+
+    def fused_activations(self):
+        return [self.activation, self.recurrent_activation]
+
+    def fused_step(self, projected, states, parameters, recurrent_mask=None):
+        (recurrent_kernel,) = parameters
+        h_prev, c_prev = states
+        z = projected + ops.matmul(
+            apply_mask(h_prev, recurrent_mask), recurrent_kernel
+        )
+        z_i, z_f, z_c, z_o = ops.split(z, 4, axis=-1)
+        i = self.recurrent_activation(z_i)
+        f = self.recurrent_activation(z_f)
+        g = self.activation(z_c)
+        o = self.recurrent_activation(z_o)
+        c = f * c_prev + i * g
+        g_c = self.activation(c)
+        h = o * g_c
+        return [h, c], ops.concatenate([i, f, g, o, g_c], axis=-1)
+
+    def fused_step_backward(
+        self, cache, prev_states, new_states, d_states, parameters,
+        recurrent_mask=None,
+    ):
+        (recurrent_kernel,) = parameters
+        i, f, g, o, g_c = ops.split(cache, 5, axis=-1)
+        c_prev = prev_states[1]
+        d_h, d_c = d_states
+        sigma_prime = output_derivative(self.recurrent_activation)
+        g_prime = output_derivative(self.activation)
+        # h = o ⊙ g(c)  and  c = f ⊙ c_prev + i ⊙ g
+        d_o = d_h * g_c
+        d_c = d_c + d_h * o * g_prime(g_c)
+        d_z = ops.concatenate(
+            [
+                d_c * g * sigma_prime(i),
+                d_c * c_prev * sigma_prime(f),
+                d_c * i * g_prime(g),
+                d_o * sigma_prime(o),
+            ],
+            axis=-1,
+        )
+        d_h_prev = apply_mask(
+            ops.matmul(d_z, ops.transpose(recurrent_kernel)), recurrent_mask
+        )
+        return d_z, [d_h_prev, d_c * f], d_z
+
+    def fused_parameter_gradients(
+        self, prev_states, caches, d_recurrent, parameters, recurrent_mask=None
+    ):
+        h_in = apply_mask(prev_states[0], recurrent_mask)
+        return [time_matmul(h_in, d_recurrent)]
 
     def get_config(self):
         config = super().get_config()

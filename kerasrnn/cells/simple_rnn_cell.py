@@ -5,6 +5,8 @@ from keras import ops
 
 from kerasrnn.cells.base import RecurrentCell
 from kerasrnn.cells.base import apply_mask
+from kerasrnn.cells.base import output_derivative
+from kerasrnn.cells.base import time_matmul
 
 GATE_ORDER = ("h",)
 
@@ -49,3 +51,30 @@ class SimpleRNNCell(RecurrentCell):
                          self.recurrent_kernel)
         )
         return h, [h]
+
+    def fused_step(self, projected, states, parameters, recurrent_mask=None):
+        (recurrent_kernel,) = parameters
+        h = self.activation(
+            projected
+            + ops.matmul(apply_mask(states[0], recurrent_mask),
+                         recurrent_kernel)
+        )
+        return [h], h
+
+    def fused_step_backward(
+        self, cache, prev_states, new_states, d_states, parameters,
+        recurrent_mask=None,
+    ):
+        (recurrent_kernel,) = parameters
+        # h = g(a), a = x W + b + h_{t-1} U
+        d_a = d_states[0] * output_derivative(self.activation)(cache)
+        d_h_prev = apply_mask(
+            ops.matmul(d_a, ops.transpose(recurrent_kernel)), recurrent_mask
+        )
+        return d_a, [d_h_prev], d_a
+
+    def fused_parameter_gradients(
+        self, prev_states, caches, d_recurrent, parameters, recurrent_mask=None
+    ):
+        h_in = apply_mask(prev_states[0], recurrent_mask)
+        return [time_matmul(h_in, d_recurrent)]

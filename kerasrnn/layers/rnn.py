@@ -7,6 +7,8 @@ from kerasrnn.cells.base import RecurrentCell
 from kerasrnn.layers.checks import check_mask
 from kerasrnn.layers.checks import check_sequences
 from kerasrnn.layers.checks import check_states
+from kerasrnn.layers.fused_loop import keras_outputs
+from kerasrnn.layers.fused_loop import run_fused_loop
 from kerasrnn.layers.time_loop import run_time_loop
 
 
@@ -36,6 +38,11 @@ class RNN(keras.layers.Layer):
         unroll: unroll the time loop in Python (static, short sequences).
         zero_output_for_mask: output zeros at masked steps instead of the
             previous output (``Bidirectional`` sets it for sequences).
+        fused: use the fast path when the cell supports it (tanh, sigmoid,
+            relu or linear activations; not with ``unroll``): the time loop
+            with a hand-written backward pass (``fused_loop.py``). False
+            forces the generic loop with autodiff; both give the same
+            numbers.
 
     Call arguments:
         sequences: float ``(B, T, F)``.
@@ -59,6 +66,7 @@ class RNN(keras.layers.Layer):
         stateful=False,
         unroll=False,
         zero_output_for_mask=False,
+        fused=True,
         **kwargs,
     ):
         if not isinstance(cell, RecurrentCell):
@@ -74,6 +82,7 @@ class RNN(keras.layers.Layer):
         self.stateful = bool(stateful)
         self.unroll = bool(unroll)
         self.zero_output_for_mask = bool(zero_output_for_mask)
+        self.fused = bool(fused)
         self.supports_masking = True
         self.states = None
 
@@ -164,6 +173,38 @@ class RNN(keras.layers.Layer):
             sequences = ops.flip(sequences, axis=1)
             if mask is not None:
                 mask = ops.flip(mask, axis=1)
+        if self.fused and self.cell.supports_fused and not self.unroll:
+            last_output, outputs, final_states = self._fused_loop(
+                sequences, states, mask, recurrent_mask
+            )
+        else:
+            last_output, outputs, final_states = self._generic_loop(
+                sequences, states, mask, recurrent_mask
+            )
+        if self.stateful:
+            for variable, value in zip(self.states, final_states):
+                variable.assign(value)
+        output = outputs if self.return_sequences else last_output
+        if self.return_state:
+            return [output, *final_states]
+        return output
+
+    def _fused_loop(self, sequences, states, mask, recurrent_mask):
+        if mask is not None:
+            mask = ops.expand_dims(ops.transpose(mask), -1)
+        state_sequences = run_fused_loop(
+            self.cell, ops.transpose(sequences, (1, 0, 2)), states, mask,
+            recurrent_mask,
+        )
+        outputs = keras_outputs(
+            state_sequences[0], mask, self.zero_output_for_mask
+        )
+        final_states = [sequence[-1] for sequence in state_sequences]
+        if self.return_sequences:
+            return outputs[-1], ops.transpose(outputs, (1, 0, 2)), final_states
+        return outputs[-1], None, final_states
+
+    def _generic_loop(self, sequences, states, mask, recurrent_mask):
         projected = self.cell.project_inputs(sequences)
 
         def step(projected_t, step_states):
@@ -171,7 +212,7 @@ class RNN(keras.layers.Layer):
                 projected_t, step_states, recurrent_mask
             )
 
-        last_output, outputs, final_states = run_time_loop(
+        return run_time_loop(
             step,
             projected,
             states,
@@ -180,13 +221,6 @@ class RNN(keras.layers.Layer):
             zero_output_for_mask=self.zero_output_for_mask,
             unroll=self.unroll,
         )
-        if self.stateful:
-            for variable, value in zip(self.states, final_states):
-                variable.assign(value)
-        output = outputs if self.return_sequences else last_output
-        if self.return_state:
-            return [output, *final_states]
-        return output
 
     def compute_output_shape(self, sequences_shape, initial_state_shape=None):
         batch_size, steps = sequences_shape[0], sequences_shape[1]
@@ -217,6 +251,7 @@ class RNN(keras.layers.Layer):
                 "stateful": self.stateful,
                 "unroll": self.unroll,
                 "zero_output_for_mask": self.zero_output_for_mask,
+                "fused": self.fused,
             }
         )
         return config

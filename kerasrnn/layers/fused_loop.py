@@ -1,0 +1,151 @@
+"""The fast time loop: forward and a hand-written backward pass (BPTT).
+
+Autodiff through ``tf.while_loop`` (the generic path, ``time_loop.py``)
+accumulates the recurrent weight gradient with one small matmul per step and
+keeps every intermediate of every op. Here the cell's ``fused_step`` caches
+only what its backward needs, the backward loop does only the per-step chain
+rule (``fused_step_backward``: elementwise work and ``dz Uᵀ``), and the weight
+gradients are single large matmuls over all steps afterwards
+(``dU = Σ_t h_{t-1}ᵀ dz_t``), as cuDNN and PyTorch's fused kernels do.
+
+Masked steps carry the states: ``s_t = m_t ? step(s_{t-1}) : s_{t-1}``, so
+``ds_{t-1} = m_t ? d step : ds_t``.
+
+The result equals the generic path (tests check values and gradients).
+"""
+
+import tensorflow as tf
+
+from kerasrnn.cells.base import time_matmul
+from kerasrnn.cells.base import time_sum
+
+
+def run_fused_loop(cell, inputs, initial_states, mask=None,
+                   recurrent_mask=None):
+    """Runs ``cell`` over a time-major sequence, with a fused backward.
+
+    The input projection ``x_t W + b`` runs inside the forward loop, where
+    it overlaps with the previous step's recurrent work; its gradients are
+    large matmuls after the backward loop.
+
+    Args:
+        cell: a kerasrnn cell with ``supports_fused``.
+        inputs: ``(T, B, F)``.
+        initial_states: list of ``(B, H)``.
+        mask: None or boolean ``(T, B, 1)``; False = carry the states.
+        recurrent_mask: None or the ``(B, H)`` recurrent dropout mask.
+
+    Returns:
+        A list with each state stacked over time, ``(T, B, H)``: the state
+        after every step (the hidden state sequence is the first).
+    """
+    # Read the variables here: inside the custom gradient only tensors flow.
+    input_parameters = [tf.identity(cell.kernel)]
+    if cell.use_bias:
+        input_parameters.append(tf.identity(cell.input_bias))
+    parameters = [tf.identity(p) for p in cell.fused_parameters()]
+    input_count, state_count = len(input_parameters), len(initial_states)
+
+    @tf.custom_gradient
+    def sequence(inputs, *arguments):
+        kernel, *bias = arguments[:input_count]
+        states0 = list(arguments[input_count:input_count + state_count])
+        params = list(arguments[input_count + state_count:])
+        steps = tf.shape(inputs)[0]
+
+        def project(x_t):
+            projected = tf.matmul(x_t, kernel)
+            return projected + bias[0] if bias else projected
+
+        def new_array():
+            return tf.TensorArray(inputs.dtype, size=steps)
+
+        def forward(t, states, state_arrays, cache_array):
+            new_states, cache = cell.fused_step(
+                project(inputs[t]), states, params, recurrent_mask
+            )
+            if mask is not None:
+                new_states = [
+                    tf.where(mask[t], new, old)
+                    for new, old in zip(new_states, states)
+                ]
+            state_arrays = [a.write(t, s) for a, s in zip(state_arrays,
+                                                           new_states)]
+            return (t + 1, new_states, state_arrays,
+                    cache_array.write(t, cache))
+
+        _, _, state_arrays, cache_array = tf.while_loop(
+            lambda t, *_: t < steps,
+            forward,
+            (0, states0, [new_array() for _ in states0], new_array()),
+            maximum_iterations=steps,
+        )
+        state_seqs = [a.stack() for a in state_arrays]
+        caches = cache_array.stack()
+        prev_seqs = [
+            tf.concat([s0[None], seq[:-1]], axis=0)
+            for s0, seq in zip(states0, state_seqs)
+        ]
+
+        def backward(*d_state_seqs):
+            def step_back(k, d_states, d_projected, d_recurrent):
+                t = steps - 1 - k
+                d_states = [d + seq[t] for d, seq in zip(d_states,
+                                                         d_state_seqs)]
+                d_new = d_states
+                if mask is not None:
+                    d_new = [tf.where(mask[t], d, tf.zeros_like(d))
+                             for d in d_states]
+                d_proj, d_prev, d_rec = cell.fused_step_backward(
+                    caches[t],
+                    [p[t] for p in prev_seqs],
+                    [s[t] for s in state_seqs],
+                    d_new,
+                    params,
+                    recurrent_mask,
+                )
+                if mask is not None:
+                    d_prev = [
+                        tf.where(mask[t], d, carried)
+                        for d, carried in zip(d_prev, d_states)
+                    ]
+                return (k + 1, d_prev, d_projected.write(t, d_proj),
+                        d_recurrent.write(t, d_rec))
+
+            zeros = [tf.zeros_like(s) for s in states0]
+            _, d_states0, d_projected, d_recurrent = tf.while_loop(
+                lambda k, *_: k < steps,
+                step_back,
+                (0, zeros, new_array(), new_array()),
+                maximum_iterations=steps,
+            )
+            d_params = cell.fused_parameter_gradients(
+                prev_seqs, caches, d_recurrent.stack(), params,
+                recurrent_mask,
+            )
+            d_projected = d_projected.stack()
+            d_inputs = tf.matmul(d_projected, kernel, transpose_b=True)
+            d_kernel = time_matmul(inputs, d_projected)
+            d_bias = [time_sum(d_projected)] if bias else []
+            return (d_inputs, d_kernel, *d_bias, *d_states0, *d_params)
+
+        return state_seqs, backward
+
+    return sequence(inputs, *input_parameters, *initial_states, *parameters)
+
+
+def keras_outputs(hidden_states, mask=None, zero_output_for_mask=False):
+    """The per-step outputs Keras reports, from the hidden-state sequence.
+
+    ``hidden_states`` (``(T, B, H)``) holds the carried state at every step.
+    At a masked step Keras outputs zeros (``zero_output_for_mask``) or the
+    previous output, which is the carried state once a real step has been
+    seen and zeros before.
+    """
+    if mask is None:
+        return hidden_states
+    if zero_output_for_mask:
+        keep = mask
+    else:
+        keep = tf.cumsum(tf.cast(mask, tf.int32), axis=0) > 0
+    return tf.where(keep, hidden_states, tf.zeros_like(hidden_states))
