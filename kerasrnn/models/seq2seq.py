@@ -321,6 +321,15 @@ class Seq2Seq(keras.Model):
             ]
         super().compile(optimizer=optimizer, loss=loss, metrics=metrics,
                         **kwargs)
+        # Build the compiled loss and metrics on one all-padding token (zero
+        # weight, so no state changes). Otherwise fit() under a distribution
+        # strategy builds them from model(x) alone, which has no target.
+        labels = ops.zeros((1, 1), "int32")
+        logits = ops.zeros((1, 1, self.target_vocabulary_size))
+        weights = ops.zeros((1, 1))
+        self.compute_loss(y=labels, y_pred=logits, sample_weight=weights)
+        self.compute_metrics(None, labels, logits, sample_weight=weights)
+        self.reset_metrics()
 
     def _shift(self, target, sample_weight):
         """Decoder inputs, labels and ``(B, T-1)`` weights (0 at padding)."""

@@ -224,7 +224,12 @@ def bucketed_dataset(
         keep = np.flatnonzero(~long)
         sources = tf.gather(sources, keep)
         targets = tf.gather(targets, keep)
-    dataset = tf.data.Dataset.from_tensor_slices((sources, targets))
+    # Slices of a ragged tensor are ragged; pad, then cut each row back to
+    # its length so every element is a dense 1-D tensor.
+    dataset = tf.data.Dataset.from_tensor_slices((
+        sources.to_tensor(pad_id), sources.row_lengths(),
+        targets.to_tensor(pad_id), targets.row_lengths(),
+    )).map(lambda s, s_len, t, t_len: (s[:s_len], t[:t_len]))
     if shuffle:
         dataset = dataset.shuffle(
             int(sources.nrows()), seed=seed, reshuffle_each_iteration=True

@@ -1,0 +1,410 @@
+"""Seq2Seq: teacher forcing equals stepping, scheduled sampling, masks,
+attention and metrics against NumPy, training, save/load, bad input."""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from kerasrnn.models import BahdanauAttention
+from kerasrnn.models import LuongAttention
+from kerasrnn.models import MaskedTokenAccuracy
+from kerasrnn.models import Perplexity
+from kerasrnn.models import ScheduledSampling
+from kerasrnn.models import Seq2Seq
+from kerasrnn.models import SequenceExactMatch
+from kerasrnn.models import text
+
+PAD, BOS, EOS = 0, 1, 2
+VOCAB = 12  # 3..11 are symbols
+
+
+def reverse_data(count, seed, max_length=6):
+    """Sources of 2..max_length symbols; targets [BOS, reversed, EOS]."""
+    rng = np.random.default_rng(seed)
+    source = np.zeros((count, max_length), "int32")
+    target = np.zeros((count, max_length + 2), "int32")
+    for row, length in enumerate(rng.integers(2, max_length + 1, count)):
+        symbols = rng.integers(3, VOCAB, length)
+        source[row, :length] = symbols
+        target[row, : length + 2] = [BOS, *symbols[::-1], EOS]
+    return source, target
+
+
+def small_model(**overrides):
+    config = {
+        "source_vocabulary_size": VOCAB, "target_vocabulary_size": VOCAB,
+        "bos_id": BOS, "eos_id": EOS, "embedding_dim": 8, "units": 16,
+        "max_target_length": 10,
+    }
+    config.update(overrides)
+    return Seq2Seq(**config)
+
+
+CONFIGS = {
+    "lstm-bahdanau-bi-deep-copy": {
+        "cell": "lstm", "attention": "bahdanau", "bidirectional": True,
+        "encoder_layers": 2, "decoder_layers": 2, "bridge": "copy"},
+    "gru-luong-general-dense": {
+        "cell": "gru", "attention": "luong_general", "encoder_layers": 2,
+        "bridge": "dense"},
+    "elman-luong-dot-zero-tied": {
+        "cell": "simple_rnn", "attention": "luong_dot", "bridge": "zero",
+        "tie_embeddings": True},
+    "lstm-no-attention-tied-projection": {
+        "cell": "lstm", "embedding_dim": 6, "tie_embeddings": True},
+}
+
+
+@pytest.mark.parametrize("name", list(CONFIGS))
+def test_teacher_forced_call_equals_step_by_step(name):
+    model = small_model(**CONFIGS[name])
+    source, target = reverse_data(4, seed=1)
+    decoder_inputs = target[:, :-1]
+    logits, alignments = model.teacher_forced(source, decoder_inputs)
+    assert tuple(logits.shape) == (4, 7, VOCAB)
+    state = model.encode(source)
+    for t in range(decoder_inputs.shape[1]):
+        step_logits, state, step_alignments = model.decoder.step(
+            decoder_inputs[:, t], state
+        )
+        np.testing.assert_allclose(logits[:, t], step_logits, atol=1e-5)
+        if alignments is not None:
+            np.testing.assert_allclose(
+                alignments[:, t], step_alignments, atol=1e-6
+            )
+    # call() is the same forward pass.
+    np.testing.assert_allclose(
+        model((source, decoder_inputs)), logits, atol=1e-6
+    )
+
+
+def test_padding_is_masked_in_encoder_and_attention():
+    model = small_model(attention="bahdanau", bidirectional=True)
+    source = np.array([[3, 4, 5, 0, 0, 0]], "int32")
+    target = np.array([[BOS, 5, 4, 3]], "int32")
+    padded_logits, alignments = model.teacher_forced(source, target)
+    short_logits, _ = model.teacher_forced(source[:, :3], target)
+    np.testing.assert_allclose(padded_logits, short_logits, atol=1e-5)
+    np.testing.assert_allclose(alignments[0, :, 3:], 0.0, atol=1e-7)
+    np.testing.assert_allclose(
+        np.sum(alignments, axis=-1), 1.0, atol=1e-5
+    )
+
+
+def numpy_softmax(x, mask):
+    x = np.where(mask, x, -1e9)
+    e = np.exp(x - x.max(-1, keepdims=True))
+    return e / e.sum(-1, keepdims=True)
+
+
+def test_attention_layers_match_numpy():
+    rng = np.random.default_rng(0)
+    query = rng.normal(size=(2, 4)).astype("float32")
+    memory = rng.normal(size=(2, 5, 4)).astype("float32")
+    mask = np.array([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]], bool)
+    bahdanau = BahdanauAttention(3)
+    bahdanau.build(query.shape, memory.shape)
+    w_q, w_m, b, v = [w.numpy() for w in bahdanau.weights]
+    scores = np.tanh(
+        (query @ w_q)[:, None] + memory @ w_m + b
+    ) @ v
+    luong = LuongAttention("general")
+    luong.build(query.shape, memory.shape)
+    w_a = luong.weights[0].numpy()
+    dot = LuongAttention("dot")
+    dot.build(query.shape, memory.shape)
+    cases = [
+        (bahdanau, scores),
+        (luong, np.einsum("bq,qd,bsd->bs", query, w_a, memory)),
+        (dot, np.einsum("bq,bsq->bs", query, memory)),
+    ]
+    for layer, expected_scores in cases:
+        context, weights = layer(
+            query, layer.precompute(memory), memory, mask
+        )
+        expected = numpy_softmax(expected_scores, mask)
+        np.testing.assert_allclose(weights, expected, atol=1e-6)
+        np.testing.assert_allclose(
+            context, np.einsum("bs,bsd->bd", expected, memory), atol=1e-5
+        )
+
+
+def test_scheduled_sampling():
+    model = small_model(attention="luong_general", seed=3)
+    source, target = reverse_data(8, seed=2)
+    decoder_inputs = target[:, :-1]
+    forced, _ = model.teacher_forced(source, decoder_inputs)
+    # p = 0: exactly teacher forcing.
+    zero, _ = model.teacher_forced(
+        source, decoder_inputs, sampling_probability=0.0
+    )
+    np.testing.assert_array_equal(zero, forced)
+    # p = 1: every step after the first reads the model's own sample, so
+    # the ground truth after BOS no longer matters (same random draws).
+    generator = model.decoder.seed_generator.state
+    saved = generator.numpy()
+    one, _ = model.teacher_forced(
+        source, decoder_inputs, sampling_probability=1.0
+    )
+    generator.assign(saved)
+    scrambled = decoder_inputs.copy()
+    scrambled[:, 1:] = 3
+    one_scrambled, _ = model.teacher_forced(
+        source, scrambled, sampling_probability=1.0
+    )
+    np.testing.assert_allclose(one, one_scrambled, atol=1e-6)
+    np.testing.assert_allclose(one[:, 0], forced[:, 0], atol=1e-6)
+    assert not np.allclose(one, forced, atol=1e-3)
+
+
+@pytest.mark.parametrize("schedule,k,c,i,expected", [
+    ("linear", 1.0, 0.01, 30, 0.3),
+    ("linear", 1.0, 0.01, 500, 0.9),           # floor epsilon = 0.1
+    ("exponential", 0.99, 0.0, 100, 1 - 0.99**100),
+    ("inverse_sigmoid", 10.0, 0.0, 20, 1 - 10 / (10 + np.exp(2.0))),
+])
+def test_schedules_follow_bengio_et_al(schedule, k, c, i, expected):
+    callback = ScheduledSampling(schedule, k=k, c=c, epsilon=0.1)
+    assert callback.probability(i) == pytest.approx(expected)
+
+
+def test_metrics_match_numpy():
+    rng = np.random.default_rng(0)
+    logits = rng.normal(size=(3, 4, 5)).astype("float32")
+    labels = np.array([[1, 2, 3, 0], [4, 4, 0, 0], [2, 0, 0, 0]])
+    predicted = logits.argmax(-1)
+    labels[0, :3] = predicted[0, :3]          # row 0 all right
+    labels[1, 0] = predicted[1, 0]
+    labels[1, 1] = (predicted[1, 1] + 1) % 5 or 1   # row 1 one wrong
+    mask = labels != 0
+    log_p = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
+    nll = -np.take_along_axis(log_p, labels[..., None], -1)[..., 0]
+    accuracy = MaskedTokenAccuracy()
+    accuracy.update_state(labels, logits)
+    assert float(accuracy.result()) == pytest.approx(
+        (predicted == labels)[mask].mean())
+    perplexity = Perplexity()
+    perplexity.update_state(labels, logits)
+    assert float(perplexity.result()) == pytest.approx(
+        np.exp(nll[mask].mean()), rel=1e-5)
+    exact = SequenceExactMatch()
+    exact.update_state(labels, logits)
+    rows = [np.all((predicted == labels)[r][mask[r]]) for r in range(3)]
+    assert float(exact.result()) == pytest.approx(np.mean(rows))
+
+
+def test_evaluate_loss_is_the_mean_over_real_tokens():
+    model = small_model(attention="bahdanau")
+    model.compile()
+    source, target = reverse_data(16, seed=4)
+    results = model.evaluate(source, target, batch_size=16, verbose=0,
+                             return_dict=True)
+    logits, _ = model.teacher_forced(source, target[:, :-1])
+    labels = target[:, 1:]
+    log_p = tf.nn.log_softmax(logits).numpy()
+    nll = -np.take_along_axis(log_p, labels[..., None], -1)[..., 0]
+    expected = nll[labels != PAD].mean()
+    assert results["loss"] == pytest.approx(expected, rel=1e-5)
+    assert results["perplexity"] == pytest.approx(np.exp(expected), rel=1e-5)
+
+
+@pytest.fixture(scope="module")
+def trained():
+    """A small attention model trained to reverse short sequences."""
+    keras.utils.set_random_seed(0)
+    source, target = reverse_data(2048, seed=0, max_length=5)
+    model = small_model(
+        attention="luong_general", units=48, embedding_dim=16,
+        bidirectional=True, seed=0,
+    )
+    model.compile(optimizer=keras.optimizers.Adam(0.02, clipnorm=1.0))
+    dataset = text.bucketed_dataset(
+        [list(r[r != 0]) for r in source],
+        [list(r[r != 0]) for r in target],
+        batch_size=64, boundaries=[5], seed=0,
+    )
+    history = model.fit(
+        dataset, epochs=6, verbose=0, shuffle=False,
+        callbacks=[ScheduledSampling("linear", k=1.0, c=0.002, epsilon=0.9)],
+    )
+    return model, history
+
+
+def test_learns_to_reverse_in_seconds(trained):
+    model, history = trained
+    # The linear schedule: p rose from 0 and stopped at 1 - epsilon.
+    assert history.history["sampling_probability"][-1] == pytest.approx(0.1)
+    source, target = reverse_data(200, seed=9, max_length=5)
+    ids = model.predict(source, verbose=0, batch_size=200)
+    lengths = (target != PAD).sum(1) - 1
+    hits = [
+        np.array_equal(ids[r, : lengths[r]], target[r, 1: lengths[r] + 1])
+        for r in range(200)
+    ]
+    assert np.mean(hits) >= 0.9
+
+
+def test_generate_methods_on_a_trained_model(trained):
+    model, _ = trained
+    source, _ = reverse_data(6, seed=11, max_length=5)
+    greedy = model.generate(source)
+    beam_one = model.generate(source, method="beam", beam_width=1)
+    np.testing.assert_array_equal(beam_one.ids, greedy.ids)
+    np.testing.assert_allclose(beam_one.log_probs, greedy.log_probs,
+                               rtol=1e-4)
+    beam = model.generate(source, method="beam", beam_width=4, num_return=3)
+    assert tuple(beam.ids.shape) == (6, 3, 10)
+    assert np.all(np.diff(beam.scores.numpy(), axis=1) <= 0)
+    sample = model.generate(source, method="sample", seed=1, top_k=3)
+    again = model.generate(source, method="sample", seed=1, top_k=3)
+    np.testing.assert_array_equal(sample.ids, again.ids)
+    # Alignments of the generated output, as used for heat maps.
+    generated = np.concatenate(
+        [np.full((6, 1), BOS), greedy.ids.numpy()[:, 0]], axis=1
+    )
+    alignments = model.alignments(source, generated)
+    assert tuple(alignments.shape) == (6, 10, 5)
+
+
+def test_save_and_load_keep_generate_identical(trained, tmp_path):
+    model, _ = trained
+    path = str(tmp_path / "reverse.keras")
+    model.save(path)
+    restored = keras.models.load_model(path)
+    assert isinstance(restored, Seq2Seq)
+    assert restored.get_config() == model.get_config()
+    source, _ = reverse_data(16, seed=12, max_length=5)
+    for options in ({}, {"method": "beam", "beam_width": 3,
+                         "length_penalty_weight": 0.6}):
+        expected = model.generate(source, **options)
+        got = restored.generate(source, **options)
+        np.testing.assert_array_equal(got.ids, expected.ids)
+        np.testing.assert_allclose(got.scores, expected.scores, rtol=1e-6)
+
+
+def test_config_round_trip():
+    model = small_model(**CONFIGS["gru-luong-general-dense"], dropout=0.1)
+    clone = Seq2Seq.from_config(model.get_config())
+    assert clone.get_config() == model.get_config()
+    assert len(clone.weights) == len(model.weights)
+
+
+def test_tied_embeddings_share_the_weight():
+    tied = small_model(tie_embeddings=True, embedding_dim=16)
+    untied = small_model(embedding_dim=16)
+
+    def count(model):
+        return sum(int(np.prod(w.shape)) for w in model.trainable_weights)
+
+    # The tied model has no (H, V) output kernel, only its bias.
+    assert count(untied) - count(tied) == 16 * VOCAB
+    state = tied.encode(np.array([[3, 4]]))
+    logits, state, _ = tied.decoder.step(tf.constant([BOS]), state)
+    h = state["cells"][0][0]
+    expected = h @ tf.transpose(tied.decoder.embedding.embeddings) + (
+        tied.decoder.output_bias
+    )
+    np.testing.assert_allclose(logits, expected, atol=1e-6)
+
+
+def test_fit_under_mirrored_strategy_on_one_cpu():
+    strategy = tf.distribute.MirroredStrategy(["/cpu:0"])
+    with strategy.scope():
+        model = small_model(attention="bahdanau")
+        model.compile(optimizer=keras.optimizers.Adam(clipnorm=1.0))
+    source, target = reverse_data(64, seed=5)
+    history = model.fit(source, target, batch_size=32, epochs=1, verbose=0,
+                        callbacks=[ScheduledSampling("exponential", k=0.9)])
+    assert np.isfinite(history.history["loss"][0])
+    assert history.history["sampling_probability"][0] == pytest.approx(
+        1 - 0.9
+    )
+    result = model.evaluate(source, target, verbose=0, return_dict=True)
+    assert 0 <= result["token_accuracy"] <= 1
+
+
+# --- text utilities ---------------------------------------------------------
+
+def test_tokenizer_char_and_word_levels():
+    chars = text.Tokenizer("char")
+    chars.adapt(["3 May 1979", "12 June 2001"])
+    assert chars.vocabulary[:4] == ["", "[UNK]", "[BOS]", "[EOS]"]
+    ids = chars.encode(["1979-05-03"], bos_eos=True)
+    row = ids.to_list()[0]
+    assert row[0] == chars.bos_id and row[-1] == chars.eos_id
+    assert chars.oov_id in row           # "-" was never seen
+    # "-" and "5" were never seen: each maps to [UNK], nothing fails.
+    assert chars.decode(ids) == ["1979[UNK]0[UNK][UNK]03"]
+    words = text.Tokenizer("word")
+    words.adapt(["Va !", "Cours !", "Il fait beau."])
+    ids = words.encode(["Va, il fait très beau !"])
+    assert words.decode(ids) == ["va [UNK] il fait [UNK] beau !"]
+    restored = text.Tokenizer("word", vocabulary=words.vocabulary)
+    np.testing.assert_array_equal(
+        restored.encode(["il fait beau"]).to_list(),
+        words.encode(["il fait beau"]).to_list(),
+    )
+
+
+def test_bucketed_dataset_pads_per_bucket():
+    sources = [[3, 4], [3, 4, 5, 6, 7, 8], [5], [6, 7, 8, 9, 10, 11]]
+    targets = [[BOS, 4, 3, EOS]] * 2 + [[BOS, 5, EOS]] * 2
+    dataset = text.bucketed_dataset(
+        sources, targets, batch_size=2, boundaries=[5], shuffle=False
+    )
+    shapes = sorted(tuple(s.shape) for s, _ in dataset)
+    assert shapes == [(2, 2), (2, 6)]
+
+
+def test_bad_input_is_a_clear_error():
+    model = small_model(max_source_length=6)
+    with pytest.raises(ValueError, match=r"`source` is empty"):
+        model.generate(np.zeros((2, 0), "int32"))
+    with pytest.raises(ValueError, match=r"7 steps, more than "
+                       r"max_source_length=6"):
+        model.generate(np.full((1, 7), 3, "int32"))
+    with pytest.raises(ValueError, match=r"ids must lie in \[0, "
+                       r"source_vocabulary_size=12\). Received: ids in "
+                       r"\[3, 12\]"):
+        model.generate(np.array([[3, 12]]))
+    with pytest.raises(TypeError, match="integer token ids"):
+        model.generate(np.zeros((1, 3), "float32"))
+    with pytest.raises(ValueError, match="beam_width=0"):
+        model.generate(np.array([[3]]), method="beam", beam_width=0)
+    with pytest.raises(ValueError, match="temperature=0"):
+        model.generate(np.array([[3]]), method="sample", temperature=0)
+    with pytest.raises(ValueError, match="top_p=1.5"):
+        model.generate(np.array([[3]]), method="sample", top_p=1.5)
+    with pytest.raises(ValueError, match="method='nucleus'"):
+        model.generate(np.array([[3]]), method="nucleus")
+    with pytest.raises(ValueError, match=r"\(source, decoder_inputs\)"):
+        model(np.array([[3]]))
+    model.compile()
+    source, target = reverse_data(4, seed=0)
+    with pytest.raises(tf.errors.InvalidArgumentError,
+                       match="must start with bos_id=1"):
+        model.fit(source, target[:, 1:], verbose=0)
+    with pytest.raises(ValueError, match="missing"):
+        text.Tokenizer("word", vocabulary=["", "[UNK]", "a", "b"])
+    with pytest.raises(ValueError, match=r"longer than max_length=3"):
+        text.bucketed_dataset([[3, 4, 5, 6]], [[1, 2]], 2, [2],
+                              max_length=3)
+    with pytest.raises(ValueError, match="empty sequences"):
+        text.bucketed_dataset([[]], [[1, 2]], 2, [2])
+
+
+@pytest.mark.parametrize("overrides,message", [
+    ({"bos_id": 2}, "three different tokens"),
+    ({"eos_id": 12}, (r"`eos_id` must be a token id in \[0, "
+     r"target_vocabulary_size=12\). Received: eos_id=12")),
+    ({"bridge": "copy", "encoder_layers": 2}, "as many layers"),
+    ({"bidirectional": True, "units": 15}, "units=15"),
+    ({"cell": "transformer"}, "`cell` must be one of"),
+    ({"attention": "dot"}, "`attention` must be one of"),
+    ({"bridge": "mlp"}, "`bridge` must be one of"),
+    ({"dropout": 1.0}, r"`dropout` must be a float in \[0, 1\)"),
+])
+def test_bad_configuration_is_a_clear_error(overrides, message):
+    with pytest.raises(ValueError, match=message):
+        small_model(**overrides)
