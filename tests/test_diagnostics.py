@@ -465,9 +465,10 @@ def test_recorder_records_before_training_and_every_epoch():
     before = diagnostics.gradient_flow(model, x, y)
     recorder = diagnostics.GradientFlowRecorder(x, y, every=2,
                                                 states=("h", "c"))
-    model.fit(x, y, epochs=4, batch_size=8, verbose=0,
+    model.fit(x, y, epochs=5, batch_size=8, verbose=0,
               callbacks=[recorder])
-    assert [r["epoch"] for r in recorder.records] == [0, 2, 4]
+    # Before training, every 2nd epoch, and after the last one.
+    assert [r["epoch"] for r in recorder.records] == [0, 2, 4, 5]
     first = recorder.records[0]["norms"][before.names[0]]
     np.testing.assert_allclose(first["h"], before.tracks[0].mean_norms(),
                                rtol=1e-5)
@@ -492,6 +493,7 @@ def test_lab_runs_and_reports(capsys):
     assert table.count("| gru |") == 2 and "| yes |" in table
     lengths, mses = lab.mse_grid(runs)["gru"]
     np.testing.assert_array_equal(lengths, [4, 6])
+    np.testing.assert_array_equal(mses, [run.mse for run in runs])
 
 
 def test_adding_batches_are_fresh_each_epoch():

@@ -9,8 +9,9 @@ from kerasrnn.diagnostics.tasks import check_length
 class GradientFlowRecorder(keras.callbacks.Callback):
     """Measures ``gradient_flow`` on a fixed batch during ``fit``.
 
-    Records once before the first epoch (epoch 0, the initial weights) and
-    then after every ``every``-th epoch. Each record keeps only the batch
+    Records once before the first epoch (epoch 0, the initial weights),
+    after every ``every``-th epoch, and after the last epoch (so the last
+    record always holds the final weights, also when training stops early). Each record keeps only the batch
     means of the norms, so recording is cheap in memory. The probe runs
     eagerly on the model's own weights and does not change them.
 
@@ -65,8 +66,14 @@ class GradientFlowRecorder(keras.callbacks.Callback):
         )
 
     def on_train_begin(self, logs=None):
+        self.epoch = 0
         self.record(0)
 
     def on_epoch_end(self, epoch, logs=None):
-        if (epoch + 1) % self.every == 0:
-            self.record(epoch + 1)
+        self.epoch = epoch + 1
+        if self.epoch % self.every == 0:
+            self.record(self.epoch)
+
+    def on_train_end(self, logs=None):
+        if self.records[-1]["epoch"] != self.epoch:
+            self.record(self.epoch)

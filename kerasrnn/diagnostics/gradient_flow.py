@@ -160,8 +160,8 @@ class GradientFlow:
         """A text table: per loop, the mean norm at distances 0 and T-1."""
         lines = [
             f"loss {self.loss:.4g}",
-            f"{'loop':32} {'cell':14} {'T':>5} {'|dL/dh| d=0':>12} "
-            f"{'d=T-1':>10} {'non-finite':>10}",
+            (f"{'loop':32} {'cell':14} {'T':>5} {'|dL/dh| d=0':>12} "
+             f"{'d=T-1':>10} {'non-finite':>10}"),
         ]
         for track in self.tracks:
             norms = track.mean_norms()

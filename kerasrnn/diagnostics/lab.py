@@ -48,9 +48,9 @@ class LabConfig:
     lengths: tuple = (50, 100)
     cells: tuple = ("elman", "lstm", "gru")
     units: int = 64
-    steps: int = 1500
+    steps: int = 2000
     batch_size: int = 64
-    learning_rate: float = 1e-3
+    learning_rate: float = 3e-3
     clipnorm: float = 1.0
     eval_every: int = 100
     eval_size: int = 1000
@@ -176,14 +176,21 @@ class LabProgress(keras.callbacks.Callback):
 
     def on_train_batch_end(self, batch, logs=None):
         self.done += 1
-        self.bar.update(self.done, [("loss", (logs or {}).get("loss", 0.0))])
+        self.bar.update(
+            self.done,
+            [("loss", (logs or {}).get("loss", math.nan))],
+            finalize=False,
+        )
 
     def on_epoch_end(self, epoch, logs=None):
         self.bar.update(
-            self.done, [("val_mse", (logs or {}).get("val_loss", math.nan))]
+            self.done,
+            [("val_mse", (logs or {}).get("val_loss", math.nan))],
+            finalize=False,
         )
 
     def on_train_end(self, logs=None):
+        # Once, at the end: a run stopped early ends short of the target.
         self.bar.update(self.done, finalize=True)
 
 
@@ -259,7 +266,7 @@ def run_lab(config=None, callbacks=(), verbose=1):
     """Trains every cell of ``config`` at every length; returns the runs.
 
     Args:
-        config: a ``LabConfig`` (default: T = 50, 100, 1500 steps).
+        config: a ``LabConfig`` (default: T = 50, 100, 2000 steps).
         callbacks: Keras callbacks added to every run.
         verbose: 1 for a progress bar per run, 0 for silence.
 
