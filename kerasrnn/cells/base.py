@@ -227,6 +227,13 @@ class RecurrentCell(keras.layers.Layer):
     # The fused path: one step with its cache, and its hand-written backward.
     # ``RNN`` uses it when ``supports_fused`` (see layers/fused_loop.py).
 
+    # Whether fused_step returns a cache (False: its backward needs only the
+    # states before and after the step).
+    fused_cache = True
+    # Whether the gradient at the recurrent matmul's output (d_recurrent)
+    # differs from the one at the input projection (d_projected).
+    fused_separate_recurrent_gradient = False
+
     @property
     def supports_fused(self):
         """Whether every activation has a derivative known to the fused path."""
@@ -245,7 +252,8 @@ class RecurrentCell(keras.layers.Layer):
     def fused_step(self, projected, states, parameters, recurrent_mask=None):
         """``recurrent_step`` that also returns what its backward needs.
 
-        Returns ``(new_states, cache)``, ``cache`` one ``(B, K)`` tensor.
+        Returns ``(new_states, cache)``, ``cache`` one ``(B, K)`` tensor (or
+        None when ``fused_cache`` is False).
         """
         raise NotImplementedError
 
@@ -263,7 +271,9 @@ class RecurrentCell(keras.layers.Layer):
         Returns:
             ``(d_projected, d_prev_states, d_recurrent)`` where
             ``d_recurrent``, one ``(B, K)`` tensor, feeds
-            ``fused_parameter_gradients``.
+            ``fused_parameter_gradients`` (None unless
+            ``fused_separate_recurrent_gradient``: then ``d_projected``
+            does).
         """
         raise NotImplementedError
 

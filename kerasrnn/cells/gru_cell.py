@@ -99,6 +99,11 @@ class GRUCell(RecurrentCell):
         h = z * h_prev + (1 - z) * n
         return h, [h]
 
+    @property
+    def fused_separate_recurrent_gradient(self):
+        # reset_after: the h_h block of the recurrent gradient carries r.
+        return self.reset_after
+
     def fused_activations(self):
         return [self.activation, self.recurrent_activation]
 
@@ -159,10 +164,11 @@ class GRUCell(RecurrentCell):
             kernel_zr, kernel_h = parameters
             d_rh = ops.matmul(d_a_n, ops.transpose(kernel_h))
             d_a_r = d_rh * h_in * sigma_prime(r)
-            d_inner = ops.concatenate([d_a_z, d_a_r, d_a_n], axis=-1)
             d_h_in = d_rh * r + ops.matmul(
-                d_inner[:, : 2 * self.units], ops.transpose(kernel_zr)
+                ops.concatenate([d_a_z, d_a_r], axis=-1),
+                ops.transpose(kernel_zr),
             )
+            d_inner = None  # the same as d_projected
         d_projected = ops.concatenate([d_a_z, d_a_r, d_a_n], axis=-1)
         d_h_prev = d_h * z + apply_mask(d_h_in, recurrent_mask)
         return d_projected, [d_h_prev], d_inner

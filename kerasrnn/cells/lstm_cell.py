@@ -133,7 +133,7 @@ class LSTMCell(RecurrentCell):
         d_h_prev = apply_mask(
             ops.matmul(d_z, ops.transpose(recurrent_kernel)), recurrent_mask
         )
-        return d_z, [d_h_prev, d_c * f], d_z
+        return d_z, [d_h_prev, d_c * f], None
 
     def fused_parameter_gradients(
         self, prev_states, caches, d_recurrent, parameters, recurrent_mask=None

@@ -41,6 +41,7 @@ class SimpleRNNCell(RecurrentCell):
     """
 
     gate_count = len(GATE_ORDER)
+    fused_cache = False
 
     def recurrent_step(self, projected, states, recurrent_mask=None):
         h_prev = states[0]
@@ -59,7 +60,7 @@ class SimpleRNNCell(RecurrentCell):
             + ops.matmul(apply_mask(states[0], recurrent_mask),
                          recurrent_kernel)
         )
-        return [h], h
+        return [h], None
 
     def fused_step_backward(
         self, cache, prev_states, new_states, d_states, parameters,
@@ -67,11 +68,13 @@ class SimpleRNNCell(RecurrentCell):
     ):
         (recurrent_kernel,) = parameters
         # h = g(a), a = x W + b + h_{t-1} U
-        d_a = d_states[0] * output_derivative(self.activation)(cache)
+        # (new_states[0] is h wherever the step was not masked; at masked
+        # steps d_states is zero.)
+        d_a = d_states[0] * output_derivative(self.activation)(new_states[0])
         d_h_prev = apply_mask(
             ops.matmul(d_a, ops.transpose(recurrent_kernel)), recurrent_mask
         )
-        return d_a, [d_h_prev], d_a
+        return d_a, [d_h_prev], None
 
     def fused_parameter_gradients(
         self, prev_states, caches, d_recurrent, parameters, recurrent_mask=None

@@ -60,7 +60,7 @@ def run_fused_loop(cell, inputs, initial_states, mask=None,
         def new_array():
             return tf.TensorArray(inputs.dtype, size=steps)
 
-        def forward(t, states, state_arrays, cache_array):
+        def forward(t, states, state_arrays, *cache_array):
             new_states, cache = cell.fused_step(
                 project(inputs[t]), states, params, recurrent_mask
             )
@@ -71,24 +71,26 @@ def run_fused_loop(cell, inputs, initial_states, mask=None,
                 ]
             state_arrays = [a.write(t, s) for a, s in zip(state_arrays,
                                                            new_states)]
-            return (t + 1, new_states, state_arrays,
-                    cache_array.write(t, cache))
+            # A cell whose backward needs only the states caches nothing.
+            cache_array = [a.write(t, cache) for a in cache_array]
+            return (t + 1, new_states, state_arrays, *cache_array)
 
-        _, _, state_arrays, cache_array = tf.while_loop(
+        _, _, state_arrays, *cache_array = tf.while_loop(
             lambda t, *_: t < steps,
             forward,
-            (0, states0, [new_array() for _ in states0], new_array()),
+            (0, states0, [new_array() for _ in states0],
+             *([new_array()] if cell.fused_cache else [])),
             maximum_iterations=steps,
         )
         state_seqs = [a.stack() for a in state_arrays]
-        caches = cache_array.stack()
+        caches = cache_array[0].stack() if cache_array else None
         prev_seqs = [
             tf.concat([s0[None], seq[:-1]], axis=0)
             for s0, seq in zip(states0, state_seqs)
         ]
 
         def backward(*d_state_seqs):
-            def step_back(k, d_states, d_projected, d_recurrent):
+            def step_back(k, d_states, d_projected, *d_recurrent):
                 t = steps - 1 - k
                 d_states = [d + seq[t] for d, seq in zip(d_states,
                                                          d_state_seqs)]
@@ -97,7 +99,7 @@ def run_fused_loop(cell, inputs, initial_states, mask=None,
                     d_new = [tf.where(mask[t], d, tf.zeros_like(d))
                              for d in d_states]
                 d_proj, d_prev, d_rec = cell.fused_step_backward(
-                    caches[t],
+                    None if caches is None else caches[t],
                     [p[t] for p in prev_seqs],
                     [s[t] for s in state_seqs],
                     d_new,
@@ -109,21 +111,26 @@ def run_fused_loop(cell, inputs, initial_states, mask=None,
                         tf.where(mask[t], d, carried)
                         for d, carried in zip(d_prev, d_states)
                     ]
+                d_recurrent = [a.write(t, d_rec) for a in d_recurrent]
                 return (k + 1, d_prev, d_projected.write(t, d_proj),
-                        d_recurrent.write(t, d_rec))
+                        *d_recurrent)
 
             zeros = [tf.zeros_like(s) for s in states0]
-            _, d_states0, d_projected, d_recurrent = tf.while_loop(
+            # Most cells' recurrent pre-activation gradient is d_projected
+            # itself; only a separate one gets its own array.
+            separate = cell.fused_separate_recurrent_gradient
+            _, d_states0, d_projected, *d_recurrent = tf.while_loop(
                 lambda k, *_: k < steps,
                 step_back,
-                (0, zeros, new_array(), new_array()),
+                (0, zeros, new_array(), *([new_array()] if separate else [])),
                 maximum_iterations=steps,
             )
-            d_params = cell.fused_parameter_gradients(
-                prev_seqs, caches, d_recurrent.stack(), params,
-                recurrent_mask,
-            )
             d_projected = d_projected.stack()
+            d_params = cell.fused_parameter_gradients(
+                prev_seqs, caches,
+                d_recurrent[0].stack() if separate else d_projected,
+                params, recurrent_mask,
+            )
             d_inputs = tf.matmul(d_projected, kernel, transpose_b=True)
             d_kernel = time_matmul(inputs, d_projected)
             d_bias = [time_sum(d_projected)] if bias else []
