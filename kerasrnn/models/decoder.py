@@ -10,7 +10,7 @@ with input feeding when attention is on)::
     logits = ã_t W_o + b_o      or ã_t P Eᵀ + b_o  (tied to E)
 
 ``step`` runs it once (generation, export); ``call`` runs it over a
-teacher-forced sequence in a ``tf.while_loop`` with the very same ``step``,
+teacher-forced sequence in a ``tf.while_loop`` with the very same step,
 feeding, with probability ``p`` per row and step, a token sampled from the
 model's previous output instead of the ground truth (scheduled sampling,
 Bengio et al. 2015).
@@ -206,6 +206,14 @@ class RecurrentDecoder(keras.layers.Layer):
     def step(self, token_ids, state, training=False):
         """One step: ``(token_ids (B,), state) -> (logits (B, V), state,
         alignments (B, S) or None)``."""
+        outputs, state, alignments = self.step_outputs(
+            token_ids, state, training=training
+        )
+        return self.project(outputs), state, alignments
+
+    def step_outputs(self, token_ids, state, training=False):
+        """``step`` before the output layer: returns ``(ã (B, H), state,
+        alignments)``."""
         inputs = self.dropout_layer(
             self.embedding(token_ids), training=training
         )
@@ -231,7 +239,7 @@ class RecurrentDecoder(keras.layers.Layer):
             )
             new_state["attentional"] = outputs
         outputs = self.dropout_layer(outputs, training=training)
-        return self.project(outputs), new_state, alignments
+        return outputs, new_state, alignments
 
     def call(
         self, decoder_inputs, state, sampling_probability=None,
@@ -245,6 +253,10 @@ class RecurrentDecoder(keras.layers.Layer):
         ``softmax(logits_{t-1})`` instead of ``decoder_inputs[:, t]``. No
         gradient flows through the draw. p = 0 (or None) is plain teacher
         forcing.
+
+        The loop keeps ``ã_t`` and the output layer runs once on all steps
+        afterwards (one large matmul instead of T small ones); only the
+        draws of scheduled sampling project inside the loop.
         """
         decoder_inputs = ops.cast(decoder_inputs, "int32")
         tokens = tf.transpose(decoder_inputs)
@@ -257,11 +269,12 @@ class RecurrentDecoder(keras.layers.Layer):
                 (2,), 0, 2**30, dtype="int32", seed=self.seed_generator
             )
 
-        def choose(t, token, previous_logits):
+        def choose(t, token, previous_outputs):
             def scheduled():
                 pairs = [tf.stack([seed[0] + k, seed[1] + t]) for k in (0, 1)]
+                logits = tf.stop_gradient(self.project(previous_outputs))
                 sampled = tf.random.stateless_categorical(
-                    tf.cast(previous_logits, "float32"), 1, seed=pairs[0],
+                    tf.cast(logits, "float32"), 1, seed=pairs[0],
                     dtype="int32",
                 )[:, 0]
                 coin = tf.random.stateless_uniform([batch], seed=pairs[1])
@@ -272,33 +285,33 @@ class RecurrentDecoder(keras.layers.Layer):
                 sampling_probability > 0, scheduled, lambda: token
             )
 
-        def body(t, previous_logits, state, logits_ta, *alignments_ta):
+        def body(t, previous_outputs, state, outputs_ta, *alignments_ta):
             token = tokens[t]
             if seed is not None:
-                token = choose(t, token, previous_logits)
-            logits, state, alignments = self.step(
+                token = choose(t, token, previous_outputs)
+            outputs, state, alignments = self.step_outputs(
                 token, state, training=training
             )
             alignments_ta = tuple(
                 ta.write(t, alignments) for ta in alignments_ta
             )
-            return (t + 1, logits, state, logits_ta.write(t, logits),
+            return (t + 1, outputs, state, outputs_ta.write(t, outputs),
                     *alignments_ta)
 
-        logits_dtype = self.compute_dtype
+        dtype = self.compute_dtype
         loop_vars = (
             tf.constant(0),
-            tf.zeros([batch, self.vocabulary_size], logits_dtype),
+            tf.zeros([batch, self.units], dtype),
             state,
-            tf.TensorArray(logits_dtype, size=steps),
+            tf.TensorArray(dtype, size=steps),
         )
         if self.feeds_attention:
-            loop_vars += (tf.TensorArray(logits_dtype, size=steps),)
+            loop_vars += (tf.TensorArray(dtype, size=steps),)
         result = tf.while_loop(
             lambda t, *_: t < steps, body, loop_vars,
             maximum_iterations=steps,
         )
-        logits = tf.transpose(result[3].stack(), [1, 0, 2])
+        logits = self.project(tf.transpose(result[3].stack(), [1, 0, 2]))
         alignments = None
         if self.feeds_attention:
             alignments = tf.transpose(result[4].stack(), [1, 0, 2])
