@@ -81,7 +81,6 @@ class GraphBuilder:
 
     def fresh(self, hint):
         """A tensor or node name based on ``hint`` that is not used yet."""
-        hint = hint.replace(":", "_")
         name, index = hint, 1
         while name in self._names:
             name = f"{hint}_{index}"
@@ -95,9 +94,11 @@ class GraphBuilder:
             raise ValueError(f"The ONNX name '{name}' is used twice.")
         self._names.add(name)
 
-    def op(self, op_type, inputs, hint, outputs=1, **attributes):
+    def op(self, op_type, inputs, hint, outputs=1, node_name=None,
+           **attributes):
         """Adds one node; returns its output name, or a list when
-        ``outputs`` is a list of hints (an empty hint = unused output)."""
+        ``outputs`` is a list of hints (an empty hint = unused output).
+        The node is named ``node_name`` or after ``hint``."""
         if isinstance(outputs, int):
             names = [self.fresh(hint) for _ in range(outputs)]
         else:
@@ -106,7 +107,8 @@ class GraphBuilder:
             inputs = inputs[:-1]
         self.nodes.append(
             helper.make_node(
-                op_type, list(inputs), names, name=self.fresh(hint),
+                op_type, list(inputs), names,
+                name=self.fresh(node_name or hint),
                 **attributes,
             )
         )
@@ -213,7 +215,8 @@ class GraphBuilder:
         guard = self.op(
             "Gather",
             [self.constant(np.zeros(1, np.int32), f"{hint}/zero"), index],
-            _padding_error_name(mask.origin),
+            f"{hint}/padding_check",
+            node_name=_padding_error_name(mask.origin),
         )
         mask.lengths = self.op("Add", [counted, guard], f"{hint}/checked")
         return mask.lengths
@@ -247,7 +250,7 @@ class GraphBuilder:
 def _padding_error_name(origin):
     # onnxruntime prints the failing node's name: make it the message.
     return (
-        f"ERROR: the mask of {origin} is not right-padded (a padded step is "
+        f"ERROR - the mask of {origin} is not right-padded (a padded step is "
         "followed by a real one); the native recurrent operators need "
         "right-padded sequences"
     )

@@ -183,9 +183,8 @@ def check_parity(model, model_proto, manifest, batch_size=3, steps=7,
     import onnxruntime
 
     feeds = sample_inputs(manifest, batch_size, steps, seed)
-    expected = keras.tree.flatten(
-        model([feeds[entry["name"]] for entry in manifest["inputs"]],
-              training=False)
+    expected = call_model(
+        model, [feeds[entry["name"]] for entry in manifest["inputs"]]
     )
     session = onnxruntime.InferenceSession(
         model_proto.SerializeToString(), providers=["CPUExecutionProvider"]
@@ -247,6 +246,12 @@ def sample_inputs(manifest, batch_size, steps, seed=0):
                 value = np.where(real, value, padding["value"]).astype(dtype)
         feeds[entry["name"]] = value
     return feeds
+
+
+def call_model(model, arrays):
+    """``model`` on its inputs in order, at inference; flat outputs."""
+    inputs = arrays[0] if len(arrays) == 1 else list(arrays)
+    return keras.tree.flatten(model(inputs, training=False))
 
 
 def model_tensors(model):

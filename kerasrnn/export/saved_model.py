@@ -21,6 +21,7 @@ from kerasrnn.export.manifest import tensor_entry
 from kerasrnn.export.onnx import PARITY_ATOL
 from kerasrnn.export.onnx import PARITY_RTOL
 from kerasrnn.export.onnx import build_onnx
+from kerasrnn.export.onnx import call_model
 from kerasrnn.export.onnx import model_tensors
 from kerasrnn.export.onnx import resolve_output_names
 from kerasrnn.export.onnx import sample_inputs
@@ -56,9 +57,8 @@ def to_saved_model(model, directory, *, output_names=None, verify=True):
     }
 
     def serve(features):
-        results = model([features[name] for name in input_names],
-                        training=False)
-        return dict(zip(names, keras.tree.flatten(results)))
+        results = call_model(model, [features[n] for n in input_names])
+        return dict(zip(names, results))
 
     archive = keras.export.ExportArchive()
     archive.track(model)
@@ -97,9 +97,7 @@ def check_saved_model(model, directory, output_names, batch_size=3, steps=7,
     on random inputs (right-padded where the model masks)."""
     entries = _input_entries(model)
     feeds = sample_inputs({"inputs": entries}, batch_size, steps, seed)
-    expected = keras.tree.flatten(
-        model([feeds[entry["name"]] for entry in entries], training=False)
-    )
+    expected = call_model(model, [feeds[entry["name"]] for entry in entries])
     function = tf.saved_model.load(str(directory)).signatures[SIGNATURE]
     received = function(**{name: tf.constant(value)
                            for name, value in feeds.items()})
