@@ -100,13 +100,18 @@ def main():
     plot_mse_vs_length(mse_grid(runs), out / "mse_vs_length.png",
                        threshold=config.threshold)
     plot_history(
-        {f"{run.cell} T={run.length}": run.history for run in runs},
+        {
+            f"T = {length}": {
+                run.cell: run.history for run in runs if run.length == length
+            }
+            for length in config.lengths
+        },
         out / "training_curves.png",
         metric="loss",
         steps_per_epoch=config.eval_every,
         baseline=ADDING_BASELINE_MSE,
         threshold=config.threshold,
-        title="Adding problem: training (—) and held-out (--) MSE",
+        title="Adding problem: training (solid) and held-out (dashed) MSE",
     )
 
     table = format_table(runs)

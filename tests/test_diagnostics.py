@@ -376,6 +376,9 @@ def test_plots_write_valid_pngs(tmp_path):
             threshold=0.01,
         )
     )
+    panels = {"T = 50": {"lstm": history}, "T = 100": {"gru": history}}
+    assert_png(plots.plot_history(panels, tmp_path / "h3.png"),
+               width_at_least=1000)
 
 
 def test_plot_errors_are_clear(tmp_path):

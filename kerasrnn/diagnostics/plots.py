@@ -136,56 +136,83 @@ def history_dict(history):
     return values
 
 
+def is_history(value):
+    """A ``History`` or a ``{"loss": [...], ...}`` dict of series."""
+    if hasattr(value, "history"):
+        return True
+    return isinstance(value, dict) and all(
+        isinstance(series, (list, tuple, np.ndarray))
+        for series in value.values()
+    )
+
+
+def history_panels(histories):
+    """``{panel title: {label: history dict}}`` from any accepted form."""
+    if is_history(histories):
+        return {"": {"": history_dict(histories)}}
+    if not isinstance(histories, dict) or not histories:
+        raise ValueError(
+            "Expected a keras.callbacks.History, {label: history} or "
+            f"{{panel title: {{label: history}}}}. Received: {histories!r}"
+        )
+    if all(is_history(value) for value in histories.values()):
+        histories = {"": histories}
+    return {
+        title: {label: history_dict(h) for label, h in curves.items()}
+        for title, curves in histories.items()
+    }
+
+
 def plot_history(histories, path, metric="loss", steps_per_epoch=None,
                  baseline=None, threshold=None, title=None):
-    """Training curves: ``metric`` and ``val_<metric>`` per epoch.
+    """Training curves: ``metric`` (solid) and ``val_<metric>`` (dashed).
 
     Args:
         histories: a ``keras.callbacks.History`` (or its ``history`` dict),
-            or ``{label: history}`` for several curves on one figure.
+            ``{label: history}`` for several curves on one panel, or
+            ``{panel title: {label: history}}`` for panels side by side.
         path: the ``.png`` file to write.
         metric: the logged quantity (``"loss"`` by default).
         steps_per_epoch: if given, the x axis counts optimizer steps.
         baseline, threshold: optional horizontal reference lines.
         title: the figure's title.
     """
-    if isinstance(histories, dict) and histories and all(
-        not isinstance(value, (list, tuple)) for value in histories.values()
-    ):
-        curves = {label: history_dict(h) for label, h in histories.items()}
-    else:
-        curves = {"": history_dict(histories)}
-    figure = Figure(figsize=(6.5, 4.2), layout="constrained")
-    ax = figure.subplots()
-    plotted = 0
-    for label, values in curves.items():
-        for key, style in ((metric, "-"), (f"val_{metric}", "--")):
-            if key not in values:
-                continue
-            series = np.asarray(values[key], dtype="float64")
-            epochs = np.arange(1, series.size + 1) * (steps_per_epoch or 1)
-            name = f"{label} {key}".strip()
-            ax.plot(epochs, series, style, label=name, color=colour(label))
-            plotted += 1
-    if not plotted:
-        raise ValueError(
-            f"No '{metric}' or 'val_{metric}' in the histories. Received "
-            f"keys: {sorted({k for v in curves.values() for k in v})}"
-        )
-    if baseline is not None:
-        ax.axhline(baseline, color="grey", linestyle=":", label="baseline")
-    if threshold is not None:
-        ax.axhline(threshold, color="black", linestyle=":", label="solved")
-    positive = all(
-        np.nanmin(np.asarray(v[k], dtype="float64")) > 0
-        for v in curves.values() for k in v if k.endswith(metric)
-    )
+    panels = history_panels(histories)
+    figure = Figure(figsize=(1 + 5 * len(panels), 4.2), layout="constrained")
+    axes = figure.subplots(1, len(panels), sharey=True, squeeze=False)[0]
+    keys = ((metric, "-"), (f"val_{metric}", "--"))
+    positive = True
+    for ax, (panel_title, curves) in zip(axes, panels.items()):
+        plotted = 0
+        for label, values in curves.items():
+            for key, style in keys:
+                if key not in values:
+                    continue
+                series = np.asarray(values[key], dtype="float64")
+                positive &= bool(np.nanmin(series) > 0)
+                steps = np.arange(1, series.size + 1) * (steps_per_epoch or 1)
+                ax.plot(steps, series, style, label=f"{label} {key}".strip(),
+                        color=colour(label))
+                plotted += 1
+        if not plotted:
+            raise ValueError(
+                f"No '{metric}' or 'val_{metric}' in the histories. "
+                "Received keys: "
+                f"{sorted({k for v in curves.values() for k in v})}"
+            )
+        if baseline is not None:
+            ax.axhline(baseline, color="grey", linestyle=":",
+                       label="baseline")
+        if threshold is not None:
+            ax.axhline(threshold, color="black", linestyle=":",
+                       label="solved")
+        ax.set_xlabel("optimizer step" if steps_per_epoch else "epoch")
+        ax.set_title(panel_title)
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize="small", ncol=max(1, math.ceil(plotted / 8)))
     if positive:
-        ax.set_yscale("log")
-    ax.set_xlabel("optimizer step" if steps_per_epoch else "epoch")
-    ax.set_ylabel(metric)
-    ax.grid(True, alpha=0.3)
-    ax.legend(fontsize="small", ncol=max(1, math.ceil(plotted / 8)))
+        axes[0].set_yscale("log")
+    axes[0].set_ylabel(metric)
     if title:
-        ax.set_title(title)
+        figure.suptitle(title)
     return save(figure, path)
