@@ -1,0 +1,247 @@
+"""Seq2seq English -> French on the Tatoeba pairs (fra.txt), with BLEU.
+
+Reads ``fra.txt`` (one "English<TAB>French" pair a line), keeps pairs of at
+most 10 words on both sides and holds out 10 % of the distinct English
+sentences (with all their translations, which become the references of a
+multi-reference BLEU). Word-level tokens (lower-cased, punctuation split
+off); a bidirectional LSTM encoder and an LSTM decoder, with or without
+Luong attention. Reports sacrebleu BLEU for greedy and beam search, a few
+translations and, with attention, writes an attention heat map.
+
+    python examples/seq2seq_translate.py PATH/TO/fra.txt \
+        [--attention luong_general|bahdanau|none] [--epochs 6]
+"""
+
+import argparse
+import collections
+import json
+import pathlib
+import time
+
+import keras
+import numpy as np
+import sacrebleu
+import tensorflow as tf
+from matplotlib.figure import Figure
+
+from kerasrnn.models import Seq2Seq
+from kerasrnn.models import text
+
+
+def read_pairs(path, max_words):
+    """Distinct (english, french) pairs of at most ``max_words`` words."""
+    pairs = []
+    with open(path, encoding="utf-8") as lines:
+        for line in lines:
+            english, french = line.rstrip("\n").split("\t")[:2]
+            if max(len(english.split()), len(french.split())) <= max_words:
+                pairs.append((english, french))
+    return list(dict.fromkeys(pairs))
+
+
+def split_by_source(pairs, test_fraction, rng):
+    """Held-out pairs share no English sentence with training pairs."""
+    sources = sorted({english for english, _ in pairs})
+    test = set(rng.choice(sources, int(len(sources) * test_fraction),
+                          replace=False))
+    train = [p for p in pairs if p[0] not in test]
+    references = collections.defaultdict(list)
+    for english, french in pairs:
+        if english in test:
+            references[english].append(french)
+    return train, sorted(references.items())
+
+
+class TimeBudget(keras.callbacks.Callback):
+    """Stops training after ``minutes`` (checked after every batch)."""
+
+    def __init__(self, minutes):
+        super().__init__()
+        self.seconds = minutes * 60
+        self.start = time.time()
+
+    def on_train_batch_end(self, batch, logs=None):
+        if time.time() - self.start > self.seconds:
+            self.model.stop_training = True
+
+
+def translate(model, sources, tokens, targets, batch_size=256, **options):
+    """Decodes in batches of similar length; returns texts and results."""
+    ids = tokens.encode(sources)
+    lengths = ids.row_lengths().numpy()
+    order = np.argsort(lengths, kind="stable")
+    texts = [None] * len(sources)
+    log_probs = np.zeros(len(sources))
+    for start in range(0, len(order), batch_size):
+        rows = order[start:start + batch_size]
+        batch = text.pad(tf.gather(ids, rows))
+        result = model.generate(batch, **options)
+        for row, decoded, log_prob in zip(
+            rows, targets.decode(result.ids.numpy()[:, 0]),
+            result.log_probs.numpy()[:, 0],
+        ):
+            texts[row] = decoded
+            log_probs[row] = log_prob
+    return texts, log_probs
+
+
+def bleu(hypotheses, references):
+    """Corpus BLEU (sacrebleu, 13a) against all references of each source,
+    on texts standardised like the tokenizer (lower case, punctuation
+    split)."""
+    count = max(len(r) for r in references)
+    streams = [
+        [refs[k] if k < len(refs) else None for refs in references]
+        for k in range(count)
+    ]
+    return sacrebleu.corpus_bleu(hypotheses, streams)
+
+
+def heat_map(model, sources, tokens, targets, path):
+    figure = Figure(figsize=(5 * len(sources), 5))
+    for axis, sentence in zip(figure.subplots(1, len(sources)), sources):
+        source = text.pad(tokens.encode([sentence]))
+        result = model.generate(source)
+        generated = result.ids.numpy()[:, 0]
+        length = int(result.lengths.numpy()[0, 0])
+        target = np.concatenate([[[targets.bos_id]], generated], axis=1)
+        weights = np.asarray(model.alignments(source, target))[0, :length]
+        source_words = [tokens.vocabulary[i] for i in source[0]]
+        target_words = [targets.vocabulary[i] for i in generated[0, :length]]
+        axis.imshow(weights, cmap="viridis", vmin=0, vmax=1)
+        axis.set_xticks(range(len(source_words)), source_words, rotation=60)
+        axis.set_yticks(range(len(target_words)), target_words)
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("pairs", help="path to fra.txt")
+    parser.add_argument("--attention", default="luong_general",
+                        choices=["luong_general", "luong_dot", "bahdanau",
+                                 "none"])
+    parser.add_argument("--max-words", type=int, default=10)
+    parser.add_argument("--source-tokens", type=int, default=6000)
+    parser.add_argument("--target-tokens", type=int, default=8000)
+    parser.add_argument("--embedding-dim", type=int, default=128)
+    parser.add_argument("--units", type=int, default=256)
+    parser.add_argument("--dropout", type=float, default=0.2)
+    parser.add_argument("--epochs", type=int, default=6)
+    parser.add_argument("--minutes", type=float, default=60,
+                        help="stop training after this many minutes")
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--beam-width", type=int, default=5)
+    parser.add_argument("--length-penalty", type=float, default=0.6)
+    parser.add_argument("--max-train-pairs", type=int, default=None)
+    parser.add_argument("--max-test", type=int, default=None)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", default="artifacts/seq2seq_translate")
+    args = parser.parse_args()
+    keras.utils.set_random_seed(args.seed)
+    attention = None if args.attention == "none" else args.attention
+    out = pathlib.Path(args.out) / args.attention
+    out.mkdir(parents=True, exist_ok=True)
+
+    rng = np.random.default_rng(args.seed)
+    pairs = read_pairs(args.pairs, args.max_words)
+    train, test = split_by_source(pairs, 0.1, rng)
+    if args.max_train_pairs:
+        train = [train[i] for i in rng.permutation(len(train))[
+            : args.max_train_pairs]]
+    if args.max_test:
+        test = [test[i] for i in sorted(rng.permutation(len(test))[
+            : args.max_test])]
+    print(f"{len(pairs)} pairs: {len(train)} for training, {len(test)} "
+          "held-out English sentences")
+
+    tokens = text.Tokenizer("word", max_tokens=args.source_tokens)
+    tokens.adapt(english for english, _ in train)
+    targets = text.Tokenizer("word", max_tokens=args.target_tokens)
+    targets.adapt(french for _, french in train)
+    validation = len(train) // 50
+    order = rng.permutation(len(train))
+    fit_rows, validation_rows = order[validation:], order[:validation]
+
+    def dataset(rows, shuffle):
+        return text.bucketed_dataset(
+            tokens.encode([train[i][0] for i in rows]),
+            targets.encode([train[i][1] for i in rows], bos_eos=True),
+            batch_size=args.batch_size, boundaries=[6, 9, 12, 16],
+            shuffle=shuffle, seed=args.seed,
+        )
+
+    model = Seq2Seq(
+        tokens.vocabulary_size, targets.vocabulary_size,
+        bos_id=targets.bos_id, eos_id=targets.eos_id,
+        embedding_dim=args.embedding_dim, units=args.units, cell="lstm",
+        bidirectional=True, attention=attention, dropout=args.dropout,
+        max_target_length=2 * args.max_words + 4, seed=args.seed,
+    )
+    model.compile(optimizer=keras.optimizers.Adam(1e-3, clipnorm=5.0))
+    start = time.time()
+    history = model.fit(
+        dataset(fit_rows, True), validation_data=dataset(
+            validation_rows, False),
+        epochs=args.epochs, verbose=2, shuffle=False,
+        callbacks=[TimeBudget(args.minutes)],
+    )
+    train_seconds = time.time() - start
+    model.save(out / "model.keras")
+
+    sources = [english for english, _ in test]
+    standardise = [
+        [" ".join(text.split_punctuation(r).numpy().decode().split())
+         for r in refs] for _, refs in test
+    ]
+    report = {
+        "attention": args.attention, "train_pairs": len(train),
+        "test_sources": len(test),
+        "source_vocabulary": tokens.vocabulary_size,
+        "target_vocabulary": targets.vocabulary_size,
+        "epochs_run": len(history.history["loss"]),
+        "train_minutes": round(train_seconds / 60, 1),
+        "val_loss": round(history.history["val_loss"][-1], 4),
+        "val_perplexity": round(history.history["val_perplexity"][-1], 2),
+    }
+    searches = {
+        "greedy": {},
+        f"beam{args.beam_width}": {
+            "method": "beam", "beam_width": args.beam_width,
+            "length_penalty_weight": args.length_penalty},
+        f"beam{args.beam_width}_no_penalty": {
+            "method": "beam", "beam_width": args.beam_width},
+    }
+    outputs = {}
+    for name, options in searches.items():
+        start = time.time()
+        hypotheses, log_probs = translate(
+            model, sources, tokens, targets, **options
+        )
+        outputs[name] = (hypotheses, log_probs)
+        score = bleu(hypotheses, standardise)
+        first_only = sacrebleu.corpus_bleu(
+            hypotheses, [[refs[0] for refs in standardise]]
+        )
+        report[f"bleu_{name}"] = round(score.score, 2)
+        report[f"bleu_single_reference_{name}"] = round(first_only.score, 2)
+        report[f"decode_seconds_{name}"] = round(time.time() - start, 1)
+    beam_log_probs = outputs[f"beam{args.beam_width}_no_penalty"][1]
+    report["beam_no_penalty_log_prob_at_least_greedy"] = float(np.mean(
+        beam_log_probs >= outputs["greedy"][1] - 1e-4
+    ))
+    for index in rng.choice(len(sources), 8, replace=False):
+        print(f"EN     {sources[index]}")
+        print(f"REF    {standardise[index][0]}")
+        for name in ("greedy", f"beam{args.beam_width}"):
+            print(f"{name:<7}{outputs[name][0][index]}")
+    if attention is not None:
+        heat_map(model, [sources[i] for i in rng.choice(len(sources), 3)],
+                 tokens, targets, out / "attention.png")
+        report["heat_map"] = str(out / "attention.png")
+    print(json.dumps(report, indent=2))
+    (out / "report.json").write_text(json.dumps(report, indent=2))
+
+
+if __name__ == "__main__":
+    main()
