@@ -443,11 +443,8 @@ def _elementwise(op_type, average=False):
     def convert(graph, layer, args, kwargs):
         inputs = _merge_inputs(layer, args, kwargs)
         output = inputs[0].name
-        if op_type in ("Max", "Min"):
-            output = graph.op(op_type, [v.name for v in inputs], layer.name)
-        else:
-            for value in inputs[1:]:
-                output = graph.op(op_type, [output, value.name], layer.name)
+        for value in inputs[1:]:
+            output = graph.op(op_type, [output, value.name], layer.name)
         if average:
             output = graph.op(
                 "Div",
@@ -460,12 +457,70 @@ def _elementwise(op_type, average=False):
     return convert
 
 
+def _step_mask(graph, mask, hint):
+    """A ``(B, T)`` mask as ``(B, T, 1)``, to select between sequences."""
+    return graph.unsqueeze(mask.name, [2], hint)
+
+
+@converter(keras.layers.Multiply)
+def multiply(graph, layer, args, kwargs):
+    # Keras: masked steps count as 1 in the product, and the output is 0
+    # where no input is real when every input is masked.
+    inputs = _merge_inputs(layer, args, kwargs)
+    hint = layer.name
+    factors = [
+        value.name if value.mask is None else graph.op(
+            "Where",
+            [_step_mask(graph, value.mask, hint), value.name,
+             graph.scalar(1.0, "float32")],
+            f"{hint}/neutral",
+        )
+        for value in inputs
+    ]
+    output = factors[0]
+    for factor in factors[1:]:
+        output = graph.op("Mul", [output, factor], hint)
+    mask = _or_masks(graph, layer, [value.mask for value in inputs])
+    if mask is not None:
+        output = graph.op(
+            "Where",
+            [_step_mask(graph, mask, hint), output,
+             graph.scalar(0.0, "float32")],
+            f"{hint}/masked",
+        )
+    return [Value(output, inputs[0].shape, "float32", mask=mask)]
+
+
+def _extremum(op_type):
+    def convert(graph, layer, args, kwargs):
+        # Keras: a masked step takes the other operand's value, so padding
+        # never wins (base_merge._apply_merge_op_and_or_mask).
+        inputs = _merge_inputs(layer, args, kwargs)
+        hint = layer.name
+        output, output_mask = inputs[0].name, inputs[0].mask
+        for value in inputs[1:]:
+            x, mask = value.name, value.mask
+            if mask is not None:
+                x = graph.op("Where", [_step_mask(graph, mask, hint), x,
+                                       output], f"{hint}/fill")
+            if output_mask is not None:
+                output = graph.op(
+                    "Where", [_step_mask(graph, output_mask, hint), output,
+                              x], f"{hint}/fill")
+            output_mask = None if mask is None or output_mask is None else (
+                _or_masks(graph, layer, [output_mask, mask])
+            )
+            output = graph.op(op_type, [output, x], hint)
+        return [Value(output, inputs[0].shape, "float32", mask=output_mask)]
+
+    return convert
+
+
 converter(keras.layers.Add)(_elementwise("Add"))
 converter(keras.layers.Subtract)(_elementwise("Sub"))
-converter(keras.layers.Multiply)(_elementwise("Mul"))
 converter(keras.layers.Average)(_elementwise("Add", average=True))
-converter(keras.layers.Maximum)(_elementwise("Max"))
-converter(keras.layers.Minimum)(_elementwise("Min"))
+converter(keras.layers.Maximum)(_extremum("Max"))
+converter(keras.layers.Minimum)(_extremum("Min"))
 
 
 def _check_pooling(layer, x):

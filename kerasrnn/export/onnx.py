@@ -108,10 +108,10 @@ def build_onnx(model, output_names=None):
         input_values.append(
             Value(name, tuple(tensor.shape), dtype, input_name=name)
         )
-    results = _run_functional(graph, model, inputs, input_values)
     names = resolve_output_names(model, outputs, output_names)
     for name in names:
         graph.reserve(name)
+    results = _run_functional(graph, model, inputs, input_values)
     output_infos = []
     for name, tensor, value in zip(names, outputs, results):
         graph.nodes.append(

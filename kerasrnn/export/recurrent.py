@@ -39,7 +39,8 @@ from kerasrnn.weights import layouts
 CELL_TYPES = {SimpleRNNCell: "simple_rnn", LSTMCell: "lstm", GRUCell: "gru"}
 INT64 = TensorProto.INT64
 ONNX_OPS = {"simple_rnn": "RNN", "lstm": "LSTM", "gru": "GRU"}
-# Keras activation -> ONNX recurrent activation, alpha, beta.
+# Keras activation -> ONNX recurrent activation, alpha, beta (None: the
+# function takes none).
 ACTIVATIONS = {
     "tanh": ("Tanh", None, None),
     "sigmoid": ("Sigmoid", None, None),
@@ -435,14 +436,14 @@ def _emit(graph, layers, x_tm, mask, initial, hint, need_sequences):
     attributes = {"hidden_size": cells[0].units, "direction": direction}
     flat = [a for i in order for a in activations[i]]
     attributes["activations"] = [name for name, _, _ in flat]
-    if any(alpha is not None for _, alpha, _ in flat):
-        attributes["activation_alpha"] = [
-            1.0 if alpha is None else alpha for _, alpha, _ in flat
-        ]
-    if any(beta is not None for _, _, beta in flat):
-        attributes["activation_beta"] = [
-            0.0 if beta is None else beta for _, _, beta in flat
-        ]
+    # onnxruntime hands alphas (betas) out in order, only to the functions
+    # that take one: list exactly those.
+    alphas = [alpha for _, alpha, _ in flat if alpha is not None]
+    betas = [beta for _, _, beta in flat if beta is not None]
+    if alphas:
+        attributes["activation_alpha"] = alphas
+    if betas:
+        attributes["activation_beta"] = betas
     if cell_type == "gru":
         # Always explicit: onnxruntime's CUDA provider checks the attribute.
         attributes["linear_before_reset"] = int(cells[0].reset_after)
