@@ -5,12 +5,18 @@ scheduled-sampling ``train_step``, ``generate`` through
 ``kerasrnn.decoding``), its parts (``RecurrentDecoder``,
 ``BahdanauAttention``, ``LuongAttention``), the ``ScheduledSampling``
 callback, padding-aware metrics and text utilities (``text``).
+
+Language models: ``LanguageModel``, with ``lm_data`` (vocabularies, stream
+batching) and ``lm_training`` (truncated BPTT, stream evaluation).
 """
 
+from kerasrnn.models import lm_data
+from kerasrnn.models import lm_training
 from kerasrnn.models import text
 from kerasrnn.models.attention import BahdanauAttention
 from kerasrnn.models.attention import LuongAttention
 from kerasrnn.models.decoder import RecurrentDecoder
+from kerasrnn.models.language_model import LanguageModel
 from kerasrnn.models.metrics import MaskedTokenAccuracy
 from kerasrnn.models.metrics import Perplexity
 from kerasrnn.models.metrics import SequenceExactMatch
@@ -19,6 +25,7 @@ from kerasrnn.models.seq2seq import Seq2Seq
 
 __all__ = [
     "BahdanauAttention",
+    "LanguageModel",
     "LuongAttention",
     "MaskedTokenAccuracy",
     "Perplexity",
@@ -26,5 +33,7 @@ __all__ = [
     "ScheduledSampling",
     "Seq2Seq",
     "SequenceExactMatch",
+    "lm_data",
+    "lm_training",
     "text",
 ]
