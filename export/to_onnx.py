@@ -14,11 +14,11 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-import keras  # noqa: E402
+import keras
 
-import kerasrnn  # noqa: E402,F401  (registers the layers for loading)
-from kerasrnn.export import quantize_onnx  # noqa: E402
-from kerasrnn.export import to_onnx  # noqa: E402
+import kerasrnn  # noqa: F401  (registers the layers for loading)
+from kerasrnn.export import quantize_onnx
+from kerasrnn.export import to_onnx
 
 
 def main():

@@ -12,10 +12,10 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-import keras  # noqa: E402
+import keras
 
-import kerasrnn  # noqa: E402,F401  (registers the layers for loading)
-from kerasrnn.export import to_saved_model  # noqa: E402
+import kerasrnn  # noqa: F401  (registers the layers for loading)
+from kerasrnn.export import to_saved_model
 
 
 def main():

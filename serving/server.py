@@ -62,7 +62,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         except InputError as error:
             self._reply(400, {"error": str(error)})
             return
-        except Exception as error:  # keep serving whatever happens
+        except Exception as error:  # noqa: BLE001 - keep serving
             self._reply(500, {"error": f"{type(error).__name__}: {error}"})
             return
         self._reply(200, {"outputs": {name: value.tolist() for name, value

@@ -275,7 +275,7 @@ def test_initial_state_from_a_dense_bridge_and_output_names():
     out, h_n, c_n = kerasrnn.LSTM(4, return_state=True)(
         x, initial_state=[h, c])
     model = randomize(keras.Model([x, context], [out, h_n, c_n]))
-    model_proto, manifest = build_onnx(
+    model_proto, _ = build_onnx(
         model, output_names=["output", "h_n", "c_n"])
     assert [o.name for o in model_proto.graph.output] == ["output", "h_n",
                                                           "c_n"]

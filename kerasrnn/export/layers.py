@@ -541,7 +541,7 @@ def _mask_argument(graph, layer, kwargs):
     if isinstance(mask, Value):
         return graph.mask_of(mask, f"the `mask` passed to '{layer.name}'")
     if mask is not None and not isinstance(mask, Mask):
-        raise ValueError(
+        raise TypeError(
             f"Layer '{layer.name}' is called with a constant `mask`; export "
             "supports masks computed in the model or passed as model inputs."
         )

@@ -72,7 +72,7 @@ def convert_rnn(graph, layer, args, kwargs):
     """A kerasrnn ``RNN``: one ``forward`` or ``reverse`` node."""
     x, mask, initial = _call_arguments(graph, layer, args, kwargs)
     states = None if initial is None else [list(initial)]
-    node, (direction,) = _emit(
+    _, (direction,) = _emit(
         graph, [layer], graph.time_major(x, layer.name), mask, states,
         layer.name, layer.return_sequences,
     )
@@ -276,7 +276,7 @@ def _call_arguments(graph, layer, args, kwargs):
         x = Value(x.name, x.shape, x.dtype, mask=mask,
                   time_major=x.time_major)
     elif mask is not None and not isinstance(mask, Mask):
-        raise ValueError(
+        raise TypeError(
             f"Layer '{layer.name}' is called with a constant `mask`; export "
             "supports masks computed in the model (Embedding(mask_zero=True), "
             "Masking) or passed as a model input."
