@@ -35,17 +35,17 @@ import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
-import onnx  # noqa: E402
-import onnxruntime  # noqa: E402
-from onnx import TensorProto  # noqa: E402
-from onnx import helper  # noqa: E402
-from onnx import numpy_helper  # noqa: E402
+import keras
+import numpy as np
+import onnx
+import onnxruntime
+from onnx import TensorProto
+from onnx import helper
+from onnx import numpy_helper
 
-import kerasrnn  # noqa: E402
-from kerasrnn.export import build_onnx  # noqa: E402
-from kerasrnn.weights import to_onnx_weights  # noqa: E402
+import kerasrnn
+from kerasrnn.export import build_onnx
+from kerasrnn.weights import to_onnx_weights
 
 SHAPES = {
     "a": (32, 100, 128, 256),

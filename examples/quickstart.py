@@ -129,10 +129,10 @@ def main():
     # 5. Int8 dynamic quantization, and what it costs in accuracy.
     report = quantize_onnx(export_dir, feeds={"tokens": x_test},
                            labels=y_test)
+    int8_ops = [op for op in report["ops"] if "Quantize" in op]
     print(f"\nint8: {report['bytes_float32'] / 1e3:.0f} kB -> "
-          f"{report['bytes_int8'] / 1e3:.0f} kB, LSTM -> "
-          f"{'DynamicQuantizeLSTM' if 'DynamicQuantizeLSTM' in report['ops'] else 'LSTM'}"
-          f"; accuracy {report['accuracy_float32']:.3f} -> "
+          f"{report['bytes_int8'] / 1e3:.0f} kB ({', '.join(int8_ops)}); "
+          f"accuracy {report['accuracy_float32']:.3f} -> "
           f"{report['accuracy_int8']:.3f}")
 
 
