@@ -1,4 +1,4 @@
-"""``SimpleRNN``, ``LSTM``, ``GRU``: drop-in Keras layers, deep and bidirectional.
+"""``SimpleRNN``, ``LSTM``, ``GRU``: drop-in Keras layers, deep, bidirectional.
 
 With the defaults (``num_layers=1``, ``bidirectional=False``) each is a
 drop-in replacement for ``keras.layers.SimpleRNN/LSTM/GRU``: same arguments,
