@@ -7,16 +7,18 @@ four ways on the same inputs:
 * ``exported``: onnxruntime on ``kerasrnn.export.build_onnx(model)``;
 * ``hand_built``: onnxruntime on the smallest graph computing the same
   function from the same weights, written by hand here: ``Transpose`` to
-  time-major, the native ``RNN``/``LSTM``/``GRU`` node, ``Squeeze``/
-  ``Reshape`` of ``Y_h`` (plus ``sequence_lens`` from the mask);
+  time-major, the native ``RNN``/``LSTM``/``GRU`` node, ``Transpose`` and
+  ``Reshape`` of ``Y_h`` (plus ``sequence_lens = ReduceSum(Cast(mask))``,
+  without the exporter's right-padding check);
 * ``raw_node``: the bare node fed a time-major input transposed beforehand
-  (outside the timing): the floor;
+  and the lengths (outside the timing): the floor;
 * ``keras_predict``: ``model.predict(x, batch_size=B)``, and
   ``keras_predict_on_batch``.
 
 The exported and hand-built graphs are checked to give the same numbers
-first. The two onnxruntime graphs are timed in alternating blocks (the
-machine is shared), median milliseconds over ``--reps`` runs.
+first. The onnxruntime graphs are timed round-robin, one call each per
+round (the machine is shared); the table gives median milliseconds and the
+ratios are medians of the per-round ratios.
 
     python benchmarks/export_speed.py                      # shapes a b
     python benchmarks/export_speed.py --shapes a --cells lstm --reps 50
@@ -91,9 +93,21 @@ def hand_built(layer, op, shape, variant, time_major_input):
     node_inputs = ["X", "W", "R", "B"]
     initializers = [numpy_helper.from_array(a, n)
                     for n, a in (("W", W), ("R", R), ("B", B))]
-    if variant == "masked":
+    if variant == "masked" and time_major_input:
         inputs.append(helper.make_tensor_value_info(
             "lengths", int32, ["B"]))
+        node_inputs.append("lengths")
+    elif variant == "masked":
+        # The same function as the model: lengths = sum of the bool mask.
+        inputs.append(helper.make_tensor_value_info(
+            "mask", TensorProto.BOOL, ["B", "T"]))
+        initializers.append(numpy_helper.from_array(
+            np.array([1], np.int64), "time_axis"))
+        nodes += [
+            helper.make_node("Cast", ["mask"], ["mask_int"], to=int32),
+            helper.make_node("ReduceSum", ["mask_int", "time_axis"],
+                             ["lengths"], keepdims=0),
+        ]
         node_inputs.append("lengths")
     attributes = {"hidden_size": hidden,
                   "direction": "bidirectional" if directions == 2 else
@@ -141,21 +155,32 @@ def median_ms(function, reps, warmup=3):
     return float(np.median(times) * 1e3)
 
 
-def alternating_ms(functions, reps, blocks=5):
-    """Medians for several functions timed in alternating blocks."""
-    samples = {name: [] for name in functions}
+def interleaved(functions, reps):
+    """Times several functions round-robin (the order rotating each round)
+    so that load changes on a shared machine hit them alike.
+
+    Returns ``(median ms per function, per-round times in ms)``.
+    """
+    names = list(functions)
     for function in functions.values():
         for _ in range(3):
             function()
-    per_block = max(1, reps // blocks)
-    for _ in range(blocks):
-        for name, function in functions.items():
-            for _ in range(per_block):
-                start = time.perf_counter()
-                function()
-                samples[name].append(time.perf_counter() - start)
-    return {name: float(np.median(times) * 1e3)
-            for name, times in samples.items()}
+    rounds = []
+    for index in range(reps):
+        times = {}
+        for name in names[index % len(names):] + names[:index % len(names)]:
+            start = time.perf_counter()
+            functions[name]()
+            times[name] = (time.perf_counter() - start) * 1e3
+        rounds.append(times)
+    medians = {name: float(np.median([r[name] for r in rounds]))
+               for name in names}
+    return medians, rounds
+
+
+def paired_ratio(rounds, numerator, denominator):
+    """The median over rounds of ``numerator / denominator``."""
+    return float(np.median([r[numerator] / r[denominator] for r in rounds]))
 
 
 def run(cell, shape_name, variant, reps, threads):
@@ -180,11 +205,12 @@ def run(cell, shape_name, variant, reps, threads):
     hand_feeds = {"x": x}
     raw_feeds = {"X": np.ascontiguousarray(x.transpose(1, 0, 2))}
     if variant == "masked":
-        hand_feeds["lengths"] = raw_feeds["lengths"] = lengths
+        hand_feeds["mask"] = mask
+        raw_feeds["lengths"] = lengths
     ours = exported.run(None, exported_feeds)[0]
     reference = hand.run(None, hand_feeds)[0]
     np.testing.assert_allclose(ours, reference, atol=1e-5, rtol=0)
-    timings = alternating_ms(
+    timings, rounds = interleaved(
         {
             "exported": lambda: exported.run(None, exported_feeds),
             "hand_built": lambda: hand.run(None, hand_feeds),
@@ -205,9 +231,11 @@ def run(cell, shape_name, variant, reps, threads):
         "batch_time_input_hidden": list(shape),
         "variant": variant,
         "ms": timings,
-        "exported_over_hand_built": timings["exported"]
-        / timings["hand_built"],
-        "exported_over_raw_node": timings["exported"] / timings["raw_node"],
+        # Paired: the median of per-round ratios (robust to load drift).
+        "exported_over_hand_built": paired_ratio(rounds, "exported",
+                                                 "hand_built"),
+        "exported_over_raw_node": paired_ratio(rounds, "exported",
+                                               "raw_node"),
         "keras_predict_over_exported": timings["keras_predict"]
         / timings["exported"],
         "keras_predict_on_batch_over_exported": timings[
@@ -220,7 +248,7 @@ def main():
     parser.add_argument("--shapes", default="a,b")
     parser.add_argument("--cells", default="lstm,gru,rnn")
     parser.add_argument("--variants", default="plain")
-    parser.add_argument("--reps", type=int, default=40)
+    parser.add_argument("--reps", type=int, default=100)
     parser.add_argument("--threads", type=int, default=2,
                         help="onnxruntime intra-op threads")
     parser.add_argument("--json", help="write the results here")

@@ -118,6 +118,22 @@ def test_rnn_and_bidirectional_merge_modes(merge_mode, return_sequences):
     assert [n.op_type for n in model_proto.graph.node].count("GRU") == 1
 
 
+@pytest.mark.parametrize("merge_mode", ["concat", "sum"])
+def test_bidirectional_of_a_go_backwards_layer(merge_mode):
+    # The wrapped layer runs backwards: its copy runs forwards, and ONNX
+    # still holds the forward-processing direction first.
+    x = keras.Input((None, 3), name="x")
+    y = keras.layers.Masking(0.0)(x)
+    layer = kerasrnn.Bidirectional(
+        kerasrnn.RNN(kerasrnn.LSTMCell(4), go_backwards=True,
+                     return_sequences=True, return_state=True),
+        merge_mode=merge_mode,
+    )
+    model = randomize(keras.Model(x, layer(y)))
+    model_proto, _ = assert_parity(model, {"x": padded_features()})
+    assert [n.op_type for n in model_proto.graph.node].count("LSTM") == 1
+
+
 def test_go_backwards_rnn_keeps_keras_output_order():
     x = keras.Input((None, 3), name="x")
     y = keras.layers.Masking(0.0)(x)
@@ -304,9 +320,11 @@ def test_mask_not_right_padded_fails_in_onnxruntime():
     y = kerasrnn.LSTM(3)(keras.layers.Embedding(9, 3, mask_zero=True)(ids))
     model_proto, _ = build_onnx(keras.Model(ids, y))
     run = session(model_proto).run
-    run(None, {"tokens": np.array([[1, 2, 0, 0]], "int32")})
-    with pytest.raises(Exception, match="not right-padded"):
-        run(None, {"tokens": np.array([[1, 0, 2, 0]], "int32")})
+    for fine in ([[1, 2, 0, 0], [0, 0, 0, 0]], [[5]], [[0]], [[3], [0]]):
+        run(None, {"tokens": np.array(fine, "int32")})
+    for wrong in ([[1, 0, 2, 0]], [[1, 2, 3], [0, 0, 4]], [[0, 1]]):
+        with pytest.raises(Exception, match="not right-padded"):
+            run(None, {"tokens": np.array(wrong, "int32")})
 
 
 def test_to_onnx_writes_model_and_manifest(tmp_path):

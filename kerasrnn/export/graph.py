@@ -23,8 +23,9 @@ DTYPES = {
     "int64": onnx.TensorProto.INT64,
     "bool": onnx.TensorProto.BOOL,
 }
-# Ends a reversed Slice whatever the length of the axis.
+# Slice bounds that reach the end of an axis of any length.
 INT64_MIN = np.iinfo(np.int64).min
+INT64_MAX = np.iinfo(np.int64).max
 
 
 @dataclasses.dataclass(eq=False)
@@ -176,7 +177,10 @@ class GraphBuilder:
         The lengths are the count of True steps. A mask that is not
         right-padded (a padding step followed by a real one) has no
         lengths: the graph then fails at run time in a node whose name says
-        so, instead of returning numbers that differ from Keras'.
+        so, instead of returning numbers that differ from Keras'. The check
+        costs five small nodes: ``m[:, 1:] - m[:, :-1]`` is 1 exactly where
+        padding is followed by a real step, and its maximum (at least 0)
+        indexes a one-element tensor.
         """
         if mask.lengths is not None:
             return mask.lengths
@@ -185,32 +189,20 @@ class GraphBuilder:
             "ReduceSum", [as_int, self.ints(1)], f"{hint}/lengths",
             keepdims=0,
         )
-        # The right-padded mask of those lengths: steps t < length.
-        steps = self.op(
-            "Shape", [mask.name], f"{hint}/steps", start=1, end=2
+        rises = self.op(
+            "Sub",
+            [self.op("Slice", [as_int, self.ints(1), self.ints(INT64_MAX),
+                               self.ints(1)], f"{hint}/next"),
+             self.op("Slice", [as_int, self.ints(0), self.ints(-1),
+                               self.ints(1)], f"{hint}/previous")],
+            f"{hint}/rises",
         )
-        steps = self.op("Cast", [steps], f"{hint}/steps_int", to=_INT32)
-        positions = self.op(
-            "Range",
-            [self.scalar(0, "int32"), self.squeeze(steps, [0], hint),
-             self.scalar(1, "int32")],
-            f"{hint}/positions",
-        )
-        expected = self.op(
-            "Less",
-            [positions, self.unsqueeze(counted, [1], hint)],
-            f"{hint}/expected_mask",
-        )
-        agrees = self.op(
-            "Equal", [expected, mask.name], f"{hint}/mask_agrees"
-        )
-        agrees = self.op("Cast", [agrees], f"{hint}/agrees_int", to=_INT64)
-        all_agree = self.op(
-            "ReduceMin", [agrees], f"{hint}/all_agree", keepdims=0
-        )
-        # Index 0 (fine) or 1 (out of range: the node fails) into [0].
+        # Max with 0: a one-step mask has no pairs (ReduceMax of nothing).
         index = self.op(
-            "Sub", [self.scalar(1, "int64"), all_agree], f"{hint}/index"
+            "Max",
+            [self.op("ReduceMax", [rises], f"{hint}/any_rise", keepdims=0),
+             self.scalar(0, "int32")],
+            f"{hint}/index",
         )
         guard = self.op(
             "Gather",
@@ -258,7 +250,6 @@ def _padding_error_name(origin):
 
 _BOOL = onnx.TensorProto.BOOL
 _INT32 = onnx.TensorProto.INT32
-_INT64 = onnx.TensorProto.INT64
 
 
 def value_info(name, dtype, shape):

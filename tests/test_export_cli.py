@@ -1,0 +1,53 @@
+"""The export command lines on a saved ``.keras`` model."""
+
+import json
+import os
+import pathlib
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+import kerasrnn
+import serving
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+def run(script, *args):
+    return subprocess.run(
+        [sys.executable, str(ROOT / "export" / script), *map(str, args)],
+        capture_output=True, text=True, cwd=ROOT, check=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+
+
+def test_to_onnx_and_to_saved_model(tmp_path):
+    ids = keras.Input((None,), dtype="int32", name="tokens")
+    x = keras.layers.Embedding(11, 4, mask_zero=True)(ids)
+    x = kerasrnn.LSTM(5, num_layers=2, return_sequences=True)(x)
+    x = kerasrnn.SequencePooling("last")(x)
+    model = keras.Model(ids, keras.layers.Dense(2)(x))
+    model.save(tmp_path / "model.keras")
+    tokens = np.array([[1, 2, 3, 0], [4, 0, 0, 0]], "int32")
+    expected = np.asarray(model(tokens))
+
+    result = run("to_onnx.py", tmp_path / "model.keras", tmp_path / "onnx",
+                 "--output-names", "logits", "--quantize")
+    assert '"LSTM": 2' in result.stdout
+    assert "max |keras - onnxruntime|" in result.stdout
+    manifest = json.loads((tmp_path / "onnx" / "manifest.json").read_text())
+    assert manifest["outputs"][0]["name"] == "logits"
+    assert "DynamicQuantizeLSTM" in manifest["quantized"]["ops"]
+    outputs = serving.Predictor(tmp_path / "onnx").predict(tokens)
+    np.testing.assert_allclose(outputs["logits"], expected, atol=1e-5)
+
+    run("to_saved_model.py", tmp_path / "model.keras", tmp_path / "sm" / "1",
+        "--output-names", "logits")
+    function = tf.saved_model.load(str(tmp_path / "sm" / "1")).signatures[
+        "serving_default"]
+    np.testing.assert_allclose(
+        function(tokens=tf.constant(tokens))["logits"].numpy(), expected,
+        atol=1e-5)
