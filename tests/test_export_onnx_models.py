@@ -421,3 +421,42 @@ def test_subclassed_model_is_refused():
     model(np.zeros((1, 2, 3), "float32"))
     with pytest.raises(ValueError, match="no symbolic graph"):
         build_onnx(model)
+
+
+def test_model_loaded_from_a_keras_file(tmp_path):
+    # A loaded model computes its masks with explicit keras.ops nodes.
+    ids = keras.Input((None,), dtype="int32", name="tokens")
+    features = keras.Input((None, 3), name="features")
+    embedded = keras.layers.Embedding(11, 4, mask_zero=True)(ids)
+    masked = keras.layers.Masking(0.0)(features)
+    x = keras.layers.Concatenate()([embedded, masked])
+    x = kerasrnn.LSTM(5, return_sequences=True, bidirectional=True,
+                      merge_mode="sum")(x)
+    x = keras.layers.Multiply()([x, keras.layers.Dense(5)(embedded)])
+    model = randomize(keras.Model(
+        [ids, features], kerasrnn.SequencePooling("last")(x)))
+    model.save(tmp_path / "model.keras")
+    loaded = keras.saving.load_model(tmp_path / "model.keras")
+    feeds = {"tokens": tokens(steps=6, vocabulary=11),
+             "features": padded_features(steps=6)}
+    _, manifest = assert_parity(loaded, feeds)
+    assert {"NotEqual", "Any"} & {o.__class__.__name__
+                                  for o in loaded.operations}
+    assert manifest["inputs"][0]["padding"]["kind"] == "tokens"
+    np.testing.assert_allclose(
+        session(build_onnx(model)[0]).run(None, feeds)[0],
+        np.asarray(call_model(model, [feeds["tokens"],
+                                      feeds["features"]])[0]),
+        atol=ATOL)
+
+
+def test_explicit_mask_from_keras_ops():
+    ids = keras.Input((None,), dtype="int32", name="tokens")
+    embedded = keras.layers.Embedding(11, 4)(ids)   # no mask_zero
+    mask = keras.ops.logical_not(keras.ops.equal(ids, 0))
+    x = kerasrnn.GRU(4)(embedded, mask=mask)
+    model = randomize(keras.Model(ids, x))
+    assert_parity(model, {"tokens": tokens(vocabulary=11)})
+    bad = keras.ops.greater(ids, 3)
+    with pytest.raises(ValueError, match=r"op '.*' \(Greater\)"):
+        build_onnx(keras.Model(ids, kerasrnn.GRU(4)(embedded, mask=bad)))

@@ -38,6 +38,7 @@ from kerasrnn.export.graph import prune
 from kerasrnn.export.graph import value_info
 from kerasrnn.export.layers import convert_layer
 from kerasrnn.export.layers import supported_layers
+from kerasrnn.export.ops import convert_operation
 
 MODEL_FILE = "model.onnx"
 RECURRENT_OPS = ("RNN", "LSTM", "GRU")
@@ -249,8 +250,12 @@ def sample_inputs(manifest, batch_size, steps, seed=0):
 
 
 def call_model(model, arrays):
-    """``model`` on its inputs in order, at inference; flat outputs."""
-    inputs = arrays[0] if len(arrays) == 1 else list(arrays)
+    """``model`` on its inputs (in ``model.inputs`` order, packed as the
+    model declares them), at inference; flat outputs."""
+    if isinstance(model, keras.Sequential):
+        inputs = arrays[0]
+    else:
+        inputs = keras.tree.pack_sequence_as(model.input, list(arrays))
     return keras.tree.flatten(model(inputs, training=False))
 
 
@@ -299,8 +304,11 @@ def _run_functional(graph, model, inputs, input_values):
         args, kwargs = node.arguments.fill_in(known)
         if isinstance(operation, keras.Model):
             results = _nested(graph, operation, args)
-        else:
+        elif isinstance(operation, keras.layers.Layer):
             results = convert_layer(graph, operation, args, kwargs)
+        else:
+            results = convert_operation(graph, operation, args, kwargs,
+                                        node.outputs)
         if len(results) != len(node.outputs):
             raise RuntimeError(
                 f"Layer '{operation.name}': the converter returned "
