@@ -66,6 +66,8 @@ def parse_arguments(argv=None):
                         help="truncate the training stream (quick runs)")
     parser.add_argument("--sample-words", type=int, default=30)
     parser.add_argument("--results", help="write the summary as JSON here")
+    parser.add_argument("--checkpoint", help="save the weights here after "
+                        "every epoch (a .weights.h5 path)")
     parser.add_argument("--verbose", type=int, default=1)
     return parser.parse_args(argv)
 
@@ -142,6 +144,8 @@ def main(argv=None):
               flush=True)
         if args.results:
             _write(args.results, {"args": vars(args), "history": history})
+        if args.checkpoint:
+            model.save_weights(args.checkpoint)
     test_result = trainer.evaluate(test)
     wall = time.perf_counter() - started
     sample = model.generate("the", vocabulary, args.sample_words,
