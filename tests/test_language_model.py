@@ -15,6 +15,7 @@ from kerasrnn.models.lm_data import read_tokens
 from kerasrnn.models.lm_data import stream_dataset
 from kerasrnn.models.lm_data import stream_windows
 from kerasrnn.models.lm_data import tokenize
+from kerasrnn.models.lm_training import ResetStates
 from kerasrnn.models.lm_training import TBPTTTrainer
 from kerasrnn.models.lm_training import evaluate_stream
 from kerasrnn.models.lm_training import zaremba_learning_rate
@@ -241,6 +242,25 @@ def test_tiny_model_overfits_a_short_text():
     assert model.generate("hello", vocabulary, 7, method="greedy") == (
         " world,"
     )
+
+
+def test_stateful_model_trains_with_fit_and_reports_perplexity():
+    model = small_model(stateful=True, batch_size=2, init_scale=0.1)
+    model.compile(
+        optimizer="sgd",
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=[Perplexity(pad_id=-1)],
+    )
+    dataset = stream_dataset(np.arange(300) % 11, 2, 10)
+    model.fit(dataset, epochs=2, shuffle=False, verbose=0,
+              callbacks=[ResetStates()])
+    assert float(np.abs(model.carried_states[0]).sum()) > 0
+    result = model.evaluate(dataset, verbose=0, return_dict=True,
+                            callbacks=[ResetStates()])
+    assert math.isclose(result["perplexity"], math.exp(result["loss"]),
+                        rel_tol=1e-4)
+    model.reset_states()
+    assert float(np.abs(model.carried_states[0]).sum()) == 0
 
 
 # --- bad input ------------------------------------------------------------

@@ -227,3 +227,15 @@ def evaluate_stream(model, ids, batch_size=1, num_steps=100, verbose=0,
         "tokens": tokens,
         "seconds": time.perf_counter() - start_time,
     }
+
+
+class ResetStates(keras.callbacks.Callback):
+    """Zeroes a stateful ``LanguageModel``'s carried states at the start of
+    every epoch and of every evaluation, for ``fit(stream_dataset(...),
+    shuffle=False)``: each pass reads the streams from zero states."""
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.model.reset_states()
+
+    def on_test_begin(self, logs=None):
+        self.model.reset_states()
