@@ -353,7 +353,7 @@ def test_plots_write_valid_pngs(tmp_path):
     norms = {
         "elman": 0.9 ** np.arange(40)[::-1],
         "lstm": np.full(40, 0.5),
-        "gru": np.r_[np.inf, np.full(39, 0.3)],   # non-finite: left out
+        "gru": np.r_[np.inf, 0.0, np.full(38, 0.3)],   # left out, counted
     }
     path = plots.plot_gradient_flow(norms, tmp_path / "flow.png")
     assert_png(path)

@@ -11,8 +11,9 @@ class GradientFlowRecorder(keras.callbacks.Callback):
 
     Records once before the first epoch (epoch 0, the initial weights),
     after every ``every``-th epoch, and after the last epoch (so the last
-    record always holds the final weights, also when training stops early). Each record keeps only the batch
-    means of the norms, so recording is cheap in memory. The probe runs
+    record always holds the final weights, also when training stops early).
+    Each record keeps only the batch means of the norms, so recording is
+    cheap in memory. The probe runs
     eagerly on the model's own weights and does not change them.
 
     Args:

@@ -57,8 +57,9 @@ def plot_gradient_flow(panels, path, state="h", title=None):
     Plots ``mean_b ‖∂ℓ_b/∂h_k‖`` against the distance ``T-1-k`` from the
     step where the loss is read. An Elman network's curve falls about
     linearly on this log scale (exponential decay); gated cells can keep it
-    flat. Non-finite norms are left out of the line and counted in its
-    legend entry.
+    flat. Non-finite norms, and norms that underflowed to exactly 0 (below
+    float32's ~1e-45), are left out of the line and counted in its legend
+    entry.
 
     Args:
         panels: ``{label: flow}`` for one panel, or ``{panel title: {label:
@@ -77,11 +78,16 @@ def plot_gradient_flow(panels, path, state="h", title=None):
     for ax, (panel_title, flows) in zip(axes, panels.items()):
         for label, flow in flows.items():
             distance, norms = flow_norms(flow, state)
-            bad = ~np.isfinite(norms) | (norms <= 0)
-            shown = np.where(bad, np.nan, norms)
-            suffix = f" ({bad.sum()} non-finite)" if (
-                ~np.isfinite(norms)
-            ).any() else ""
+            nonfinite = ~np.isfinite(norms)
+            underflow = norms == 0
+            shown = np.where(nonfinite | underflow, np.nan, norms)
+            notes = [
+                f"{count} {what}"
+                for count, what in ((nonfinite.sum(), "non-finite"),
+                                    (underflow.sum(), "underflowed to 0"))
+                if count
+            ]
+            suffix = f" ({'; '.join(notes)})" if notes else ""
             ax.plot(distance, shown, label=f"{label}{suffix}",
                     color=colour(label))
         ax.set_yscale("log")
