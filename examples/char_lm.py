@@ -56,17 +56,17 @@ def parse_arguments(argv=None):
     parser.add_argument("--data", help="a UTF-8 text file; omitted: a "
                         "built-in snippet")
     parser.add_argument("--cell", choices=("lstm", "gru"), default="lstm")
-    parser.add_argument("--units", type=int, default=512)
+    parser.add_argument("--units", type=int, default=256)
     parser.add_argument("--layers", type=int, default=2)
     parser.add_argument("--embedding-dim", type=int, default=64)
-    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--num-steps", type=int, default=100)
-    parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--epochs", type=int, default=9)
     parser.add_argument("--learning-rate", type=float, default=2e-3)
-    parser.add_argument("--decay", type=float, default=0.7)
+    parser.add_argument("--decay", type=float, default=0.85)
     parser.add_argument("--constant-epochs", type=int, default=5)
     parser.add_argument("--clipnorm", type=float, default=5.0)
-    parser.add_argument("--dropout", type=float, default=0.2,
+    parser.add_argument("--dropout", type=float, default=0.1,
                         help="between layers and before the softmax")
     parser.add_argument("--valid-fraction", type=float, default=0.1)
     parser.add_argument("--time-limit", type=float,
