@@ -59,10 +59,16 @@ class TimeBudget(keras.callbacks.Callback):
         super().__init__()
         self.seconds = minutes * 60
         self.start = time.time()
+        self.epoch = 0
+        self.stopped_at = None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
 
     def on_train_batch_end(self, batch, logs=None):
         if time.time() - self.start > self.seconds:
             self.model.stop_training = True
+            self.stopped_at = f"epoch {self.epoch + 1}, after batch {batch + 1}"
 
 
 def translate(model, sources, tokens, targets, batch_size=256, **options):
@@ -179,12 +185,13 @@ def main():
         max_target_length=2 * args.max_words + 4, seed=args.seed,
     )
     model.compile(optimizer=keras.optimizers.Adam(1e-3, clipnorm=5.0))
+    budget = TimeBudget(args.minutes)
     start = time.time()
     history = model.fit(
         dataset(fit_rows, True), validation_data=dataset(
             validation_rows, False),
         epochs=args.epochs, verbose=2, shuffle=False,
-        callbacks=[TimeBudget(args.minutes)],
+        callbacks=[budget],
     )
     train_seconds = time.time() - start
     model.save(out / "model.keras")
@@ -200,6 +207,7 @@ def main():
         "source_vocabulary": tokens.vocabulary_size,
         "target_vocabulary": targets.vocabulary_size,
         "epochs_run": len(history.history["loss"]),
+        "stopped_by_time_budget": budget.stopped_at,
         "train_minutes": round(train_seconds / 60, 1),
         "val_loss": round(history.history["val_loss"][-1], 4),
         "val_perplexity": round(history.history["val_perplexity"][-1], 2),
