@@ -127,7 +127,7 @@ def test_single_loop_matches_finite_differences(kind, options, go_backwards):
 def test_stack_matches_finite_differences():
     """Both layers of a 2-layer LSTM stack, perturbing layer 0 and 1."""
     x, y = data(steps=4)
-    layer = kerasrnn.LSTM(3, num_layers=2)
+    layer = kerasrnn.LSTM(3, num_layers=2, name="lstm")
     layer(x)
     randomize(layer, seed=2, scale=0.5)
     flow = diagnostics.gradient_flow(layer, x, y, loss="mse")
@@ -275,7 +275,7 @@ def test_linear_elman_gradient_scales_as_a_to_the_distance(a):
 
 def test_spectral_radius_names_every_gate_of_every_loop():
     model = keras.Sequential(
-        [keras.Input((None, 2)), kerasrnn.LSTM(4, num_layers=2),
+        [keras.Input((None, 2)), kerasrnn.LSTM(4, num_layers=2, name="lstm"),
          keras.layers.Dense(1)]
     )
     radii = diagnostics.spectral_radius(model)
