@@ -1,4 +1,5 @@
-"""The fast path (fused loop, hand-written BPTT) equals the generic path.
+"""The fast paths (fused loop with hand-written BPTT in training, the
+forward-only loop otherwise) equal the generic path.
 
 The generic path runs the cell's ``recurrent_step`` in a ``tf.while_loop``
 and lets TensorFlow differentiate it; the fused path back-propagates with
@@ -45,17 +46,24 @@ def right_padded_with_holes(rng):
 
 
 def run_pair(make_cell, dtype, masked, go_backwards, recurrent_dropout,
-             return_sequences, seed):
-    """Outputs and gradients of the fused and the generic layer."""
+             return_sequences, seed, training=True,
+             zero_output_for_mask=False, empty_row=False):
+    """Outputs and gradients of the fused and the generic layer.
+
+    ``training=True`` runs the fused loop (hand-written backward),
+    ``training=False`` the forward-only loop (autodiff backward)."""
     rng = np.random.default_rng(seed)
     x = tf.constant(rng.normal(size=(BATCH, STEPS, FEATURES)), dtype)
     mask = right_padded_with_holes(rng) if masked else None
+    if empty_row:
+        mask[1] = False
     layers = [
         kerasrnn.RNN(
             make_cell(recurrent_dropout=recurrent_dropout, seed=seed,
                       dtype=dtype),
             return_sequences=return_sequences, return_state=True,
             go_backwards=go_backwards, fused=fused, dtype=dtype,
+            zero_output_for_mask=zero_output_for_mask,
         )
         for fused in (True, False)
     ]
@@ -74,7 +82,7 @@ def run_pair(make_cell, dtype, masked, go_backwards, recurrent_dropout,
         with tf.GradientTape() as tape:
             tape.watch([x, *states])
             output, *final = layer(x, initial_state=states, mask=mask,
-                                   training=True)
+                                   training=training)
             loss = tf.reduce_sum(output * weights) + sum(
                 tf.reduce_sum(s * s) for s in final
             )
@@ -97,6 +105,23 @@ def test_fused_equals_generic_float64(cell, masked, go_backwards):
             return_sequences, seed=len(cell),
         )
         for a, b in zip(fused, generic):
+            np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("cell", list(CELLS))
+@pytest.mark.parametrize("go_backwards", [False, True])
+def test_inference_loop_equals_generic_float64(cell, go_backwards):
+    """training=False: the forward-only loop, every masking case, and the
+    autodiff gradients through it."""
+    for masked, zero_output, return_sequences in itertools.product(
+        [False, True], [False, True], [False, True]
+    ):
+        fast, generic = run_pair(
+            CELLS[cell], "float64", masked, go_backwards, 0.0,
+            return_sequences, seed=len(cell), training=False,
+            zero_output_for_mask=zero_output, empty_row=masked,
+        )
+        for a, b in zip(fast, generic):
             np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)
 
 

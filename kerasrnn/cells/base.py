@@ -19,6 +19,7 @@ into the matching kerasrnn cell unchanged.
 """
 
 import keras
+import tensorflow as tf
 from keras import ops
 
 
@@ -351,7 +352,13 @@ def time_matmul(left, right):
     """``Σ_t left[t]ᵀ right[t]`` for ``(T, B, M)`` and ``(T, B, N)``."""
     left = ops.reshape(left, (-1, ops.shape(left)[-1]))
     right = ops.reshape(right, (-1, ops.shape(right)[-1]))
-    return ops.matmul(ops.transpose(left), right)
+    return tf.linalg.matmul(left, right, transpose_a=True)
+
+
+def matmul_transposed(left, right):
+    """``left rightᵀ`` without materialising the transpose (the fused
+    backward's ``dz Uᵀ``, once per step)."""
+    return tf.linalg.matmul(left, right, transpose_b=True)
 
 
 def time_sum(values):

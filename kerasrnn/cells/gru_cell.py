@@ -6,6 +6,7 @@ from keras import ops
 from kerasrnn.cells.base import RecurrentCell
 from kerasrnn.cells.base import apply_mask
 from kerasrnn.cells.base import get_activation
+from kerasrnn.cells.base import matmul_transposed
 from kerasrnn.cells.base import output_derivative
 from kerasrnn.cells.base import time_matmul
 from kerasrnn.cells.base import time_sum
@@ -158,15 +159,14 @@ class GRUCell(RecurrentCell):
             # n = g(x_h + r ⊙ (h U_h + b'_h))
             d_a_r = d_a_n * h_h * sigma_prime(r)
             d_inner = ops.concatenate([d_a_z, d_a_r, d_a_n * r], axis=-1)
-            d_h_in = ops.matmul(d_inner, ops.transpose(parameters[0]))
+            d_h_in = matmul_transposed(d_inner, parameters[0])
         else:
             # n = g(x_h + (r ⊙ h) U_h)
             kernel_zr, kernel_h = parameters
-            d_rh = ops.matmul(d_a_n, ops.transpose(kernel_h))
+            d_rh = matmul_transposed(d_a_n, kernel_h)
             d_a_r = d_rh * h_in * sigma_prime(r)
-            d_h_in = d_rh * r + ops.matmul(
-                ops.concatenate([d_a_z, d_a_r], axis=-1),
-                ops.transpose(kernel_zr),
+            d_h_in = d_rh * r + matmul_transposed(
+                ops.concatenate([d_a_z, d_a_r], axis=-1), kernel_zr
             )
             d_inner = None  # the same as d_projected
         d_projected = ops.concatenate([d_a_z, d_a_r, d_a_n], axis=-1)

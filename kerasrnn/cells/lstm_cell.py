@@ -6,6 +6,7 @@ from keras import ops
 from kerasrnn.cells.base import RecurrentCell
 from kerasrnn.cells.base import apply_mask
 from kerasrnn.cells.base import get_activation
+from kerasrnn.cells.base import matmul_transposed
 from kerasrnn.cells.base import output_derivative
 from kerasrnn.cells.base import time_matmul
 
@@ -131,7 +132,7 @@ class LSTMCell(RecurrentCell):
             axis=-1,
         )
         d_h_prev = apply_mask(
-            ops.matmul(d_z, ops.transpose(recurrent_kernel)), recurrent_mask
+            matmul_transposed(d_z, recurrent_kernel), recurrent_mask
         )
         return d_z, [d_h_prev, d_c * f], None
 

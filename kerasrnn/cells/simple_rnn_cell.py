@@ -5,6 +5,7 @@ from keras import ops
 
 from kerasrnn.cells.base import RecurrentCell
 from kerasrnn.cells.base import apply_mask
+from kerasrnn.cells.base import matmul_transposed
 from kerasrnn.cells.base import output_derivative
 from kerasrnn.cells.base import time_matmul
 
@@ -72,7 +73,7 @@ class SimpleRNNCell(RecurrentCell):
         # steps d_states is zero.)
         d_a = d_states[0] * output_derivative(self.activation)(new_states[0])
         d_h_prev = apply_mask(
-            ops.matmul(d_a, ops.transpose(recurrent_kernel)), recurrent_mask
+            matmul_transposed(d_a, recurrent_kernel), recurrent_mask
         )
         return d_a, [d_h_prev], None
 

@@ -141,6 +141,61 @@ def run_fused_loop(cell, inputs, initial_states, mask=None,
     return sequence(inputs, *input_parameters, *initial_states, *parameters)
 
 
+def run_forward_loop(cell, inputs, initial_states, mask=None,
+                     recurrent_mask=None, return_sequences=True):
+    """The forward of ``run_fused_loop`` alone, for inference.
+
+    ``x_t W + b`` in the loop, where it overlaps with the previous step's
+    recurrent work, then the cell's ``recurrent_step``; no cache and no
+    state history: only the hidden states are written, and only when
+    ``return_sequences``. Gradients, if asked for, come from
+    autodiff through the loop (correct, not fast: training uses
+    ``run_fused_loop``).
+
+    Args:
+        as ``run_fused_loop``; ``return_sequences``: keep every hidden state.
+
+    Returns:
+        ``(hidden_states, final_states)``: the hidden state after every
+        step ``(T, B, H)`` (None unless ``return_sequences``) and the list
+        of final states.
+    """
+    kernel = tf.convert_to_tensor(cell.kernel)
+    bias = tf.convert_to_tensor(cell.input_bias) if cell.use_bias else None
+    steps = tf.shape(inputs)[0]
+
+    def forward(t, states, *hidden_array):
+        projected = tf.matmul(inputs[t], kernel)
+        if bias is not None:
+            projected = projected + bias
+        _, new_states = cell.recurrent_step(projected, states, recurrent_mask)
+        if mask is not None:
+            new_states = [
+                tf.where(mask[t], new, old)
+                for new, old in zip(new_states, states)
+            ]
+        hidden_array = [a.write(t, new_states[0]) for a in hidden_array]
+        return (t + 1, new_states, *hidden_array)
+
+    arrays = ([tf.TensorArray(inputs.dtype, size=steps)]
+              if return_sequences else [])
+    _, final_states, *arrays = tf.while_loop(
+        lambda t, *_: t < steps,
+        forward,
+        (0, list(initial_states), *arrays),
+        maximum_iterations=steps,
+    )
+    return (arrays[0].stack() if arrays else None), final_states
+
+
+def last_keras_output(final_hidden, mask=None, zero_output_for_mask=False):
+    """``keras_outputs(...)[-1]`` from the final hidden state alone."""
+    if mask is None:
+        return final_hidden
+    keep = mask[-1] if zero_output_for_mask else tf.reduce_any(mask, axis=0)
+    return tf.where(keep, final_hidden, tf.zeros_like(final_hidden))
+
+
 def keras_outputs(hidden_states, mask=None, zero_output_for_mask=False):
     """The per-step outputs Keras reports, from the hidden-state sequence.
 

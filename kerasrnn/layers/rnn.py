@@ -8,6 +8,8 @@ from kerasrnn.layers.checks import check_mask
 from kerasrnn.layers.checks import check_sequences
 from kerasrnn.layers.checks import check_states
 from kerasrnn.layers.fused_loop import keras_outputs
+from kerasrnn.layers.fused_loop import last_keras_output
+from kerasrnn.layers.fused_loop import run_forward_loop
 from kerasrnn.layers.fused_loop import run_fused_loop
 from kerasrnn.layers.time_loop import run_time_loop
 
@@ -38,11 +40,12 @@ class RNN(keras.layers.Layer):
         unroll: unroll the time loop in Python (static, short sequences).
         zero_output_for_mask: output zeros at masked steps instead of the
             previous output (``Bidirectional`` sets it for sequences).
-        fused: use the fast path when the cell supports it (tanh, sigmoid,
-            relu or linear activations; not with ``unroll``): the time loop
-            with a hand-written backward pass (``fused_loop.py``). False
-            forces the generic loop with autodiff; both give the same
-            numbers.
+        fused: use the fast paths when the cell supports them (tanh,
+            sigmoid, relu or linear activations; not with ``unroll``,
+            ``fused_loop.py``): in training, the time loop with a
+            hand-written backward pass; otherwise a forward-only loop that
+            keeps no cache (autodiff still works through it). False forces
+            the generic loop with autodiff; all give the same numbers.
 
     Call arguments:
         sequences: float ``(B, T, F)``.
@@ -174,7 +177,8 @@ class RNN(keras.layers.Layer):
             if mask is not None:
                 mask = ops.flip(mask, axis=1)
         if self.fused and self.cell.supports_fused and not self.unroll:
-            last_output, outputs, final_states = self._fused_loop(
+            loop = self._fused_loop if training else self._forward_loop
+            last_output, outputs, final_states = loop(
                 sequences, states, mask, recurrent_mask
             )
         else:
@@ -203,6 +207,21 @@ class RNN(keras.layers.Layer):
         if self.return_sequences:
             return outputs[-1], ops.transpose(outputs, (1, 0, 2)), final_states
         return outputs[-1], None, final_states
+
+    def _forward_loop(self, sequences, states, mask, recurrent_mask):
+        if mask is not None:
+            mask = ops.expand_dims(ops.transpose(mask), -1)
+        hidden_states, final_states = run_forward_loop(
+            self.cell, ops.transpose(sequences, (1, 0, 2)), states, mask,
+            recurrent_mask, self.return_sequences,
+        )
+        last_output = last_keras_output(
+            final_states[0], mask, self.zero_output_for_mask
+        )
+        if not self.return_sequences:
+            return last_output, None, final_states
+        outputs = keras_outputs(hidden_states, mask, self.zero_output_for_mask)
+        return last_output, ops.transpose(outputs, (1, 0, 2)), final_states
 
     def _generic_loop(self, sequences, states, mask, recurrent_mask):
         projected = self.cell.project_inputs(sequences)
