@@ -3,9 +3,10 @@
 Both train the same model (embedding 10,000 x 200, 2 x 200 LSTM, softmax
 over 10,000 words) with truncated BPTT over 20 streams of 20 steps, SGD
 lr 1.0 with global-norm clipping at 5, loss summed over time and averaged
-over the batch, for the same windows of a token stream. Runs alternate
-(kerasrnn, PyTorch, kerasrnn, ...) so both see the same machine load; the
-median tokens per second of each is reported.
+over the batch, for the same windows of a token stream; kerasrnn runs with
+and without ``jit_compile``. Runs alternate (kerasrnn, kerasrnn-xla,
+PyTorch, kerasrnn, ...) so all see the same machine load; the median tokens
+per second of each is reported.
 
     python benchmarks/lm_speed.py --data ../shared/data/ptb --windows 200
 """
@@ -40,11 +41,12 @@ def token_stream(data, windows):
     return vocabulary.encode(tokens[:count])[0], vocabulary.size
 
 
-def kerasrnn_runner(ids, vocabulary_size):
+def kerasrnn_runner(ids, vocabulary_size, jit_compile=False):
     model = LanguageModel(vocabulary_size, UNITS, UNITS, LAYERS,
                           init_scale=0.1)
     model(np.zeros((1, 1), "int32"))
-    trainer = TBPTTTrainer(model, BATCH, STEPS, 1.0, 5.0)
+    trainer = TBPTTTrainer(model, BATCH, STEPS, 1.0, 5.0,
+                           jit_compile=jit_compile)
     trainer.train_epoch(ids[:BATCH * (2 * STEPS + 1)], verbose=0)  # trace
 
     def run():
@@ -108,13 +110,14 @@ def main():
     torch.set_num_threads(args.threads)
     keras.utils.set_random_seed(0)
     ids, vocabulary_size = token_stream(args.data, args.windows)
-    runs = {"kerasrnn": kerasrnn_runner(ids, vocabulary_size)}
+    runs = {"kerasrnn": kerasrnn_runner(ids, vocabulary_size),
+            "kerasrnn-xla": kerasrnn_runner(ids, vocabulary_size, True)}
     runs["pytorch"], torch_version = torch_runner(ids, vocabulary_size)
     speeds = {name: [] for name in runs}
     for _ in range(args.repeats):
         for name, run in runs.items():
             speeds[name].append(run())
-            print(f"{name:9s} {speeds[name][-1]:8.0f} tokens/s", flush=True)
+            print(f"{name:12s} {speeds[name][-1]:8.0f} tokens/s", flush=True)
     summary = {
         name: statistics.median(values) for name, values in speeds.items()
     }

@@ -10,6 +10,9 @@ translations and, with attention, writes an attention heat map.
 
     python examples/seq2seq_translate.py PATH/TO/fra.txt \
         [--attention luong_general|bahdanau|none] [--epochs 6]
+    # score a model saved by an earlier run (same data and seed):
+    python examples/seq2seq_translate.py PATH/TO/fra.txt --attention none \
+        --load artifacts/seq2seq_translate/none/model.keras
 """
 
 import argparse
@@ -121,6 +124,20 @@ def heat_map(model, sources, tokens, targets, path):
     figure.savefig(path, dpi=120)
 
 
+def check_loaded(model, tokens, targets, attention):
+    """A loaded model must match this run's vocabularies and attention."""
+    found = (model.source_vocabulary_size, model.target_vocabulary_size,
+             model.attention)
+    expected = (tokens.vocabulary_size, targets.vocabulary_size, attention)
+    if found != expected:
+        raise SystemExit(
+            "--load: the model has (source vocabulary, target vocabulary, "
+            f"attention) = {found}, but this run's data and options give "
+            f"{expected}. Use the data, --seed, --source-tokens, "
+            "--target-tokens and --attention of the run that saved it."
+        )
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("pairs", help="path to fra.txt")
@@ -142,6 +159,10 @@ def main():
     parser.add_argument("--max-train-pairs", type=int, default=None)
     parser.add_argument("--max-test", type=int, default=None)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--load", default=None,
+                        help="a model.keras from an earlier run with the "
+                        "same data, seed and vocabulary sizes: skip "
+                        "training, only evaluate")
     parser.add_argument("--out", default="artifacts/seq2seq_translate")
     args = parser.parse_args()
     keras.utils.set_random_seed(args.seed)
@@ -177,41 +198,53 @@ def main():
             shuffle=shuffle, seed=args.seed,
         )
 
-    model = Seq2Seq(
-        tokens.vocabulary_size, targets.vocabulary_size,
-        bos_id=targets.bos_id, eos_id=targets.eos_id,
-        embedding_dim=args.embedding_dim, units=args.units, cell="lstm",
-        bidirectional=True, attention=attention, dropout=args.dropout,
-        max_target_length=2 * args.max_words + 4, seed=args.seed,
-    )
+    if args.load:
+        model = keras.models.load_model(args.load)
+        check_loaded(model, tokens, targets, attention)
+    else:
+        model = Seq2Seq(
+            tokens.vocabulary_size, targets.vocabulary_size,
+            bos_id=targets.bos_id, eos_id=targets.eos_id,
+            embedding_dim=args.embedding_dim, units=args.units, cell="lstm",
+            bidirectional=True, attention=attention, dropout=args.dropout,
+            max_target_length=2 * args.max_words + 4, seed=args.seed,
+        )
     model.compile(optimizer=keras.optimizers.Adam(1e-3, clipnorm=5.0))
-    budget = TimeBudget(args.minutes)
-    start = time.time()
-    history = model.fit(
-        dataset(fit_rows, True), validation_data=dataset(
-            validation_rows, False),
-        epochs=args.epochs, verbose=2, shuffle=False,
-        callbacks=[budget],
-    )
-    train_seconds = time.time() - start
-    model.save(out / "model.keras")
+    report = {
+        "attention": args.attention, "train_pairs": len(train),
+        "test_sources": len(test),
+        "source_vocabulary": tokens.vocabulary_size,
+        "target_vocabulary": targets.vocabulary_size,
+    }
+    if args.load:
+        scores = model.evaluate(dataset(validation_rows, False), verbose=0,
+                                return_dict=True)
+        report.update(loaded=args.load,
+                      val_loss=round(scores["loss"], 4),
+                      val_perplexity=round(scores["perplexity"], 2))
+    else:
+        budget = TimeBudget(args.minutes)
+        start = time.time()
+        history = model.fit(
+            dataset(fit_rows, True), validation_data=dataset(
+                validation_rows, False),
+            epochs=args.epochs, verbose=2, shuffle=False,
+            callbacks=[budget],
+        )
+        model.save(out / "model.keras")
+        report.update(
+            epochs_run=len(history.history["loss"]),
+            stopped_by_time_budget=budget.stopped_at,
+            train_minutes=round((time.time() - start) / 60, 1),
+            val_loss=round(history.history["val_loss"][-1], 4),
+            val_perplexity=round(history.history["val_perplexity"][-1], 2),
+        )
 
     sources = [english for english, _ in test]
     standardise = [
         [" ".join(text.split_punctuation(r).numpy().decode().split())
          for r in refs] for _, refs in test
     ]
-    report = {
-        "attention": args.attention, "train_pairs": len(train),
-        "test_sources": len(test),
-        "source_vocabulary": tokens.vocabulary_size,
-        "target_vocabulary": targets.vocabulary_size,
-        "epochs_run": len(history.history["loss"]),
-        "stopped_by_time_budget": budget.stopped_at,
-        "train_minutes": round(train_seconds / 60, 1),
-        "val_loss": round(history.history["val_loss"][-1], 4),
-        "val_perplexity": round(history.history["val_perplexity"][-1], 2),
-    }
     searches = {
         "greedy": {},
         f"beam{args.beam_width}": {

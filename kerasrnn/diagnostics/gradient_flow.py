@@ -310,7 +310,7 @@ def probe_bidirectional(
 def probe_stack(layer, sequences, initial_state, mask, perturbations, prefix):
     prefix = f"{prefix}{layer.name}/"
     sequences = check_sequences(sequences, layer.name, layer.input_features)
-    initial_states = layer._split_initial_state(
+    initial_states = layer.split_initial_state(
         initial_state, sequences.shape[0]
     )
     inputs = sequences
@@ -329,7 +329,7 @@ def probe_stack(layer, sequences, initial_state, mask, perturbations, prefix):
     if not layer.return_state:
         return output
     if layer.state_layout == "pytorch":
-        final_states = layer._to_pytorch_layout(final_states)
+        final_states = layer.to_pytorch_layout(final_states)
     return [output, *final_states]
 
 

@@ -239,8 +239,10 @@ class StackedRecurrent(keras.layers.Layer):
             layer.build(shape)
             shape = shape[:2] + (self.output_size,)
 
-    def _split_initial_state(self, initial_state, batch_size):
-        """Initial states as one list per (layer, direction) sub-layer."""
+    def split_initial_state(self, initial_state, batch_size):
+        """Initial states as one list per layer (its directions' states in
+        order, forward first); ``[None] * num_layers`` when none is given.
+        Accepts either state layout and checks counts and shapes."""
         per_layer = len(self.state_size) * self.num_directions
         if initial_state is None:
             return [None] * self.num_layers
@@ -298,7 +300,9 @@ class StackedRecurrent(keras.layers.Layer):
             for s in range(len(self.state_size))
         ]
 
-    def _to_pytorch_layout(self, states):
+    def to_pytorch_layout(self, states):
+        """Flat final states (layer-major, forward before backward, each
+        sub-layer's ``[h, c]``) as PyTorch's ``(L * D, batch, units)``."""
         size = len(self.state_size)
         return [ops.stack(states[s::size], axis=0) for s in range(size)]
 
@@ -306,7 +310,7 @@ class StackedRecurrent(keras.layers.Layer):
         sequences = check_sequences(
             sequences, self.name, self.input_features
         )
-        initial_states = self._split_initial_state(
+        initial_states = self.split_initial_state(
             initial_state, sequences.shape[0]
         )
         inputs = sequences
@@ -329,7 +333,7 @@ class StackedRecurrent(keras.layers.Layer):
         if not self.return_state:
             return output
         if self.state_layout == "pytorch":
-            final_states = self._to_pytorch_layout(final_states)
+            final_states = self.to_pytorch_layout(final_states)
         return [output, *final_states]
 
     def reset_states(self):
