@@ -61,35 +61,110 @@ def markov(seed, vocabulary=6, scale=2.0, steps=12):
     return step_fn, logits_fn
 
 
+def markov_rows(seed, rows, vocabulary=6, scale=2.0, steps=8, end_bias=0.0):
+    """``rows`` independent models like ``markov``, one per batch row:
+    ``table[row, t, previous]``; the state is ``{"row", "t"}``.
+    ``end_bias`` is added to the end token's logits."""
+    table = np.random.default_rng(seed).normal(
+        size=(rows, steps, vocabulary, vocabulary)
+    ) * scale
+    table[..., EOS] += end_bias
+    table = table.astype("float32")
+
+    def step_fn(token_ids, state):
+        row, t = state["row"], state["t"]
+        index = tf.stack([row, t, token_ids], axis=1)
+        logits = tf.gather_nd(tf.constant(table), index)
+        return logits, {"row": row, "t": t + 1}
+
+    def logits_fn(row, start, tokens):
+        return table[row, len(tokens), tokens[-1] if tokens else start]
+
+    state = {"row": tf.range(rows), "t": tf.zeros([rows], "int32")}
+    return step_fn, state, logits_fn
+
+
 def log_softmax(x):
     x = x - x.max()
     return x - math.log(np.exp(x).sum())
 
 
-def reference_beam(logits_fn, width, max_length, alpha, min_length=0):
-    """Plain-Python beam search, same rules as the module: finished beams
-    carried with their score, GNMT ranking. ``logits_fn(prefix)`` gives the
-    next-token logits after the generated ``prefix``."""
+def next_log_probs(logits_fn, tokens, min_length):
+    """float64 log-probabilities of the next token after ``tokens``, EOS
+    forbidden before ``min_length`` tokens."""
+    logits = np.array(logits_fn(tokens), "float64")
+    if len(tokens) < min_length:
+        logits[EOS] = -np.inf
+    return log_softmax(logits)
+
+
+def reference_beam(logits_fn, width, max_length, alpha, min_length=0,
+                   stop_early=True):
+    """Plain-Python beam search with a pool of finished hypotheses, the
+    module's rules written independently (float64, lists, sorting).
+
+    ``logits_fn(prefix)`` gives the next-token logits after the generated
+    ``prefix``. Returns the ``width`` best ``(tokens, log_prob, score)``,
+    best first. ``stop_early=False`` runs all ``max_length`` steps.
+    """
+    def score(hypothesis):
+        tokens, log_prob = hypothesis
+        return log_prob / ((5 + len(tokens)) / 6) ** alpha
+
+    def best_first(hypotheses):
+        # sorted() is stable: on equal scores the earlier entry stays first.
+        return sorted(hypotheses, key=lambda h: -score(h))
+
+    live = [((), 0.0)]   # (tokens, log_prob), EOS-free
+    finished = []        # the `width` best (tokens, log_prob) that ended
+    for _ in range(max_length):
+        candidates = [
+            (tokens + (v,), log_prob + step)
+            for tokens, log_prob in live
+            for v, step in enumerate(
+                next_log_probs(logits_fn, tokens, min_length)
+            )
+            if step > -np.inf
+        ]
+        candidates = sorted(candidates, key=lambda c: -c[1])[: 2 * width]
+        ended = [c for c in candidates[:width] if c[0][-1] == EOS]
+        finished = best_first(finished + ended)[:width]
+        live = [c for c in candidates if c[0][-1] != EOS][:width]
+        if not live:
+            break
+        best_possible = max(log_prob for _, log_prob in live) / (
+            (5 + max_length) / 6
+        ) ** alpha
+        if stop_early and len(finished) == width and (
+            score(finished[-1]) >= best_possible
+        ):
+            break
+    return [
+        (list(tokens), log_prob, score((tokens, log_prob)))
+        for tokens, log_prob in best_first(finished + live)[:width]
+    ]
+
+
+def frozen_reference_beam(logits_fn, width, max_length, alpha):
+    """The previous rules, for comparison: a finished beam stays in the
+    beam (one of the ``width`` slots) with its score, until all ended."""
     def lp(n):
         return ((5 + n) / 6) ** alpha
     beams = [((), 0.0, False)]
-    for t in range(max_length):
+    for _ in range(max_length):
         candidates = []
-        for tokens, score, done in beams:
+        for tokens, log_prob, done in beams:
             if done:
-                candidates.append((tokens, score, True))
+                candidates.append((tokens, log_prob, True))
                 continue
-            logits = np.array(logits_fn(tokens), "float64")
-            if t < min_length:
-                logits[EOS] = -np.inf
-            for v, lpv in enumerate(log_softmax(logits)):
-                candidates.append((tokens + (v,), score + lpv, v == EOS))
+            for v, step in enumerate(next_log_probs(logits_fn, tokens, 0)):
+                candidates.append((tokens + (v,), log_prob + step, v == EOS))
         candidates.sort(key=lambda c: -c[1] / lp(len(c[0])))
         beams = candidates[:width]
         if all(done for _, _, done in beams):
             break
-    return [(list(tokens), score, score / lp(len(tokens)))
-            for tokens, score, _ in beams]
+    return [(list(tokens), log_prob, log_prob / lp(len(tokens)))
+            for tokens, log_prob, _ in beams]
 
 
 def sequence_log_prob(logits_fn, tokens):
@@ -151,7 +226,10 @@ def test_no_end_id_runs_to_max_length():
 
 def test_top_k_and_top_p_filters():
     logits = tf.math.log(tf.constant([[0.5, 0.2, 0.15, 0.1, 0.05]]))
-    kept = lambda x: np.isfinite(x.numpy()[0]).tolist()
+
+    def kept(x):
+        return np.isfinite(x.numpy()[0]).tolist()
+
     assert kept(decoding.top_k_filter(logits, 2)) == [1, 1, 0, 0, 0]
     assert kept(decoding.top_k_filter(logits, 9)) == [1] * 5
     # Mass before each token: 0, .5, .7, .85, .95.
@@ -177,9 +255,13 @@ def uniform_step(vocabulary=8):
 
 def test_sampling_respects_top_k_and_top_p():
     step_fn, state = uniform_step()
-    run = lambda **kw: decoding.sample(
-        step_fn, [BOS] * 4, state, end_id=EOS, max_length=50, seed=3, **kw
-    ).ids.numpy()
+
+    def run(**options):
+        return decoding.sample(
+            step_fn, [BOS] * 4, state, end_id=EOS, max_length=50, seed=3,
+            **options,
+        ).ids.numpy()
+
     assert set(np.unique(run(top_k=2))) == {6, 7}
     assert set(np.unique(run())) == {3, 4, 5, 6, 7}
     # The top token has p ~ 0.23: top_p=0.3 keeps the two most probable.
@@ -188,10 +270,13 @@ def test_sampling_respects_top_k_and_top_p():
 
 def test_sampling_is_seeded_and_reproducible():
     step_fn, state = uniform_step()
-    run = lambda seed, n=1: decoding.sample(
-        step_fn, [BOS] * 4, state, end_id=EOS, max_length=20, seed=seed,
-        num_samples=n,
-    )
+
+    def run(seed, n=1):
+        return decoding.sample(
+            step_fn, [BOS] * 4, state, end_id=EOS, max_length=20, seed=seed,
+            num_samples=n,
+        )
+
     first, again, other = run(7), run(7), run(8)
     np.testing.assert_array_equal(first.ids, again.ids)
     np.testing.assert_array_equal(first.log_probs, again.log_probs)
@@ -227,6 +312,9 @@ def test_temperature_towards_zero_is_greedy():
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_beam_width_one_is_greedy(seed):
+    """Without length penalty: an ending candidate joins the pool only from
+    the top K, so width 1 follows greedy's path and returns its hypothesis
+    (token for token, same log-probability)."""
     step_fn, _ = markov(seed, vocabulary=7)
     start = tf.constant([3, 4, 5, 6])
     greedy = decoding.greedy_search(
@@ -234,7 +322,7 @@ def test_beam_width_one_is_greedy(seed):
     )
     beam = decoding.beam_search(
         step_fn, start, steps(4), end_id=EOS, max_length=10,
-        beam_width=1, length_penalty_weight=0.6,
+        beam_width=1, length_penalty_weight=0.0,
     )
     np.testing.assert_array_equal(beam.ids, greedy.ids)
     np.testing.assert_array_equal(beam.lengths, greedy.lengths)
@@ -243,7 +331,10 @@ def test_beam_width_one_is_greedy(seed):
 
 @pytest.mark.parametrize(
     "seed,width,alpha,min_length",
-    [(0, 3, 0.0, 0), (1, 4, 0.6, 0), (2, 5, 1.0, 2), (3, 2, 0.0, 1)],
+    [
+        (0, 3, 0.0, 0), (1, 4, 0.6, 0), (2, 5, 1.0, 2), (3, 2, 0.0, 1),
+        (4, 1, 0.6, 0), (5, 4, 2.0, 0), (6, 6, 0.6, 1), (7, 3, 0.0, 3),
+    ],
 )
 def test_beam_matches_plain_python_reference(seed, width, alpha, min_length):
     step_fn, logits_fn = markov(seed, vocabulary=6)
@@ -258,6 +349,7 @@ def test_beam_matches_plain_python_reference(seed, width, alpha, min_length):
             lambda tokens, start=start: logits_fn(start, tokens),
             width, 7, alpha, min_length,
         )
+        assert len(expected) == width
         for k, (tokens, log_prob, score) in enumerate(expected):
             length = result.lengths.numpy()[row, k]
             assert result.ids.numpy()[row, k, :length].tolist() == tokens
@@ -268,6 +360,96 @@ def test_beam_matches_plain_python_reference(seed, width, alpha, min_length):
             np.testing.assert_allclose(
                 result.scores.numpy()[row, k], score, rtol=1e-5
             )
+
+
+@pytest.mark.parametrize("alpha", [0.0, 0.6])
+def test_early_stopping_is_exact(alpha):
+    """The search stops before ``max_length`` once, in every row, nothing
+    grown from a live hypothesis could enter the pool, and returns what a
+    search that runs all ``max_length`` steps returns."""
+    rows, width, max_length = 20, 3, 20
+    step_fn, state, logits_fn = markov_rows(
+        seed=11, rows=rows, steps=max_length, end_bias=2.0
+    )
+    calls = []
+
+    def counted_step_fn(token_ids, state):
+        calls.append(1)
+        return step_fn(token_ids, state)
+
+    result = decoding.beam_search(
+        counted_step_fn, [3] * rows, state, end_id=EOS,
+        max_length=max_length, beam_width=width, num_return=width,
+        length_penalty_weight=alpha,
+    )
+    assert len(calls) < max_length
+    for row in range(rows):
+        expected = reference_beam(
+            lambda tokens, row=row: logits_fn(row, 3, tokens),
+            width, max_length, alpha, stop_early=False,
+        )
+        assert result.to_lists(strip_end=False)[row] == [
+            tokens for tokens, _, _ in expected
+        ]
+        np.testing.assert_allclose(
+            result.scores.numpy()[row], [s for _, _, s in expected],
+            rtol=1e-5,
+        )
+
+
+def test_row_is_done_only_when_its_pool_is_full():
+    """'</s>' (p .9) outscores every live hypothesis from the first step,
+    but the pool holds one finished hypothesis of three: the search goes
+    on, and returns three finished ones rather than unfinished prefixes."""
+    letter_a, letter_b = VOCAB.index("a"), VOCAB.index("b")
+    table = np.full((len(VOCAB), len(VOCAB)), -np.inf, "float32")
+    table[BOS, [EOS, letter_a, letter_b]] = np.log([0.9, 0.06, 0.04])
+    table[letter_a, [EOS, letter_a]] = np.log(0.5)
+    table[letter_b, [EOS, letter_b]] = np.log(0.5)
+
+    def step_fn(token_ids, state):
+        return tf.gather(tf.constant(table), token_ids), state
+
+    result = decoding.beam_search(
+        step_fn, [BOS], steps(1), end_id=EOS, max_length=5, beam_width=3,
+        num_return=3,
+    )
+    assert result.to_lists(strip_end=False)[0] == [
+        [EOS], encode("a"), encode("b")
+    ]
+    np.testing.assert_allclose(
+        np.exp(result.log_probs.numpy()[0]), [0.9, 0.03, 0.02], rtol=1e-5
+    )
+
+
+def test_an_ending_hypothesis_leaves_the_beam():
+    """From BOS: '</s>' .5, 'a' .3, 'b' .2; 'b</s>' is then certain, while
+    every continuation of 'a' is unlikely. With width 2, '</s>' moves to
+    the pool and 'a' and 'b' both go on, so the second best is 'b</s>'
+    (.2). Had '</s>' kept one of the two slots (finished beams frozen, the
+    previous rules), 'b' would have been pruned at the first step."""
+    letter_a, letter_b, letter_c = (VOCAB.index(x) for x in "abc")
+    table = np.full((len(VOCAB), len(VOCAB)), -np.inf, "float32")
+    table[BOS, [EOS, letter_a, letter_b]] = np.log([0.5, 0.3, 0.2])
+    table[letter_a, [EOS, letter_c]] = np.log([0.1, 0.9])
+    table[letter_c, [EOS, letter_c]] = np.log([0.1, 0.9])
+    table[letter_b, EOS] = 0.0
+
+    def step_fn(token_ids, state):
+        return tf.gather(tf.constant(table), token_ids), state
+
+    result = decoding.beam_search(
+        step_fn, [BOS], steps(1), end_id=EOS, max_length=6, beam_width=2,
+        num_return=2,
+    )
+    assert result.to_lists(strip_end=False)[0] == [[EOS], encode("b")]
+    np.testing.assert_allclose(
+        np.exp(result.log_probs.numpy()[0]), [0.5, 0.2], rtol=1e-5
+    )
+    frozen = frozen_reference_beam(
+        lambda tokens: table[tokens[-1] if tokens else BOS], 2, 6, 0.0
+    )
+    assert encode("b") not in [tokens for tokens, _, _ in frozen]
 
 
 def test_wide_beam_finds_the_exact_n_best():
@@ -347,25 +529,67 @@ def test_beam_spells_scripted_strings():
     assert beam.lengths.numpy()[:, 0].tolist() == [6, 5, 2]
 
 
-def test_finished_beams_are_frozen():
-    """A beam that ended keeps its tokens, length and log-probability."""
+def test_finished_hypotheses_keep_their_tokens_and_log_probs():
+    """Hypotheses that ended at different steps, while the live beams went
+    on and were reordered, keep their tokens and exact log-probability."""
+    alpha = 0.6
     step_fn, logits_fn = markov(seed=5, vocabulary=6)
     result = decoding.beam_search(
         step_fn, [3], steps(1), end_id=EOS, max_length=9,
-        beam_width=4, num_return=4,
+        beam_width=4, num_return=4, length_penalty_weight=alpha,
     )
-    ended = 0
+    ended_lengths = set()
     for k in range(4):
         length = result.lengths.numpy()[0, k]
         tokens = result.ids.numpy()[0, k, :length].tolist()
+        assert np.all(result.ids.numpy()[0, k, length:] == PAD)
         if length < 9:
-            ended += 1
-            assert tokens[-1] == EOS and EOS not in tokens[:-1]
+            ended_lengths.add(length)
+        assert tokens[-1] == EOS or length == 9
+        assert EOS not in tokens[:-1]
+        log_prob = sequence_log_prob(lambda p: logits_fn(3, p), tokens)
         np.testing.assert_allclose(
-            result.log_probs.numpy()[0, k],
-            sequence_log_prob(lambda p: logits_fn(3, p), tokens), rtol=1e-5,
+            result.log_probs.numpy()[0, k], log_prob, rtol=1e-5
         )
-    assert ended > 0
+        np.testing.assert_allclose(
+            result.scores.numpy()[0, k],
+            log_prob / ((5 + length) / 6) ** alpha, rtol=1e-5,
+        )
+    assert len(ended_lengths) >= 2
+
+
+@pytest.mark.parametrize("jit_compile", [False, True])
+def test_rows_with_too_few_hypotheses_are_filled_with_empty_ones(
+    jit_compile,
+):
+    """Only '</s>' and 'a</s>' have nonzero probability: of 4 hypotheses
+    the last two are empty (length 0, -inf), never impossible sequences
+    passed off as finished. Eagerly and under XLA, whose ``top_k`` must
+    break the ties between -inf scores the same way."""
+    table = np.full((len(VOCAB), len(VOCAB)), -np.inf, "float32")
+    table[BOS, [EOS, VOCAB.index("a")]] = [np.log(0.3), np.log(0.7)]
+    table[VOCAB.index("a"), EOS] = 0.0
+
+    def step_fn(token_ids, state):
+        return tf.gather(tf.constant(table), token_ids), state
+
+    def run():
+        return decoding.beam_search(
+            step_fn, [BOS], steps(1), end_id=EOS, max_length=4,
+            beam_width=4, num_return=4,
+        )
+
+    result = tf.function(run, jit_compile=True)() if jit_compile else run()
+    assert result.to_lists(strip_end=False)[0] == [
+        encode("a"), [EOS], [], []
+    ]
+    assert result.lengths.numpy()[0].tolist() == [2, 1, 0, 0]
+    assert np.all(result.ids.numpy()[0, 2:] == PAD)
+    np.testing.assert_allclose(
+        result.log_probs.numpy()[0],
+        [np.log(0.7), np.log(0.3), -np.inf, -np.inf], rtol=1e-5,
+    )
+    np.testing.assert_array_equal(result.scores.numpy()[0, 2:], -np.inf)
 
 
 def test_beam_reorders_state_with_parents():
@@ -424,10 +648,14 @@ def test_same_result_eager_in_tf_function_and_under_xla(method, options):
     # XLA implements the stateless random ops with another generator:
     # its samples are reproducible but not those of the CPU kernels.
     xla_reference = compiled(start) if method == "sample" else eager
+    # A static batch size, which the loop must keep from step to step.
+    static_xla = tf.function(run, jit_compile=True)(start)
     for field in eager._fields:
         np.testing.assert_allclose(getattr(graph, field),
                                    getattr(eager, field), rtol=1e-5)
         np.testing.assert_allclose(getattr(xla, field),
+                                   getattr(xla_reference, field), rtol=1e-5)
+        np.testing.assert_allclose(getattr(static_xla, field),
                                    getattr(xla_reference, field), rtol=1e-5)
 
 

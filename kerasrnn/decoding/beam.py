@@ -1,23 +1,46 @@
-"""Beam search with the GNMT length penalty and frozen finished beams.
+"""Beam search with a pool of finished hypotheses and the GNMT length penalty.
 
-Each row keeps ``K = beam_width`` hypotheses. Each step, with ``s_k`` the
-summed log-probability of beam ``k`` and ``n_k`` its length::
+Each row keeps ``K = beam_width`` live hypotheses and a pool of the ``K``
+best finished ones. At step ``t`` every live hypothesis has ``t`` tokens;
+with ``s_k`` the summed log-probability of live beam ``k``::
 
-    candidates (k, v):  s_k + log_softmax(logits_k)[v],  length n_k + 1
-    finished beam k:    only (k, end_id), score s_k unchanged, length n_k
-    rank by             (s_k + log p(v)) / lp(length),
+    candidates (k, v):  log-prob s_k + log_softmax(logits_k)[v],  length t+1
+    score               log-prob / lp(length),
                         lp(n) = ((5 + n) / 6) ** length_penalty   (GNMT)
-    keep the K best candidates; reorder every state leaf by their parent.
+    of the 2K best candidates,
+      those among the K best that end (v = end_id) join the pool, which
+      keeps its K best;
+      the K best that do not end are the new live beams (there are at least
+      K: each live beam has one ending candidate);
+    reorder every state leaf by the parents of the new live beams.
 
-At the first step only beam 0 is live (the others start at -inf), so the
-``K`` beams are distinct. The loop stops when every beam of every row has
-produced the end token, or after ``max_length`` steps; unfinished beams
-are returned as they stand.
+A hypothesis that ends leaves the beam, so the search never narrows (in
+"frozen" beam search, as TensorFlow Addons' ``BeamSearchDecoder``, a
+finished beam keeps one of the K slots). At the first step only beam 0 is
+live (the others start at -inf), so the ``K`` beams are distinct.
 
-Reference:
-    Wu et al., "Google's Neural Machine Translation System", 2016 (length
-    penalty); TensorFlow Addons ``BeamSearchDecoder`` (finished beams).
+Stopping is exact. Log-probabilities only decrease and lp only grows, so
+no hypothesis grown from a live one can score above the live one's
+log-prob / lp(max_length). A row is done when its pool holds ``K``
+finished hypotheses and the worst of them scores at least that bound for
+every live beam: no later hypothesis could enter the pool, and running on
+would not change the result. The loop stops when every row is done, or after
+``max_length`` steps. The live hypotheses, scored with their length, then
+compete with the pool (finished ones win ties), and the best ``num_return``
+are returned. Without an ``end_id`` the ``K`` live beams run
+``max_length`` steps.
+
+References:
+    Wu et al., "Google's Neural Machine Translation System: Bridging the
+    Gap between Human and Machine Translation", 2016 (length penalty).
+    Tensor2Tensor ``utils/beam_search.py`` (the live and finished sets, the
+    2K candidates, the lp(max_length) bound); fairseq's
+    ``SequenceGenerator`` and Hugging Face's ``BeamSearchScorer`` (an
+    ending candidate counts only from the top K of the 2K, so that
+    ``beam_width=1`` without length penalty is greedy search).
 """
+
+import collections
 
 import tensorflow as tf
 
@@ -31,6 +54,11 @@ from kerasrnn.decoding.checks import check_step_fn
 from kerasrnn.decoding.logits import NEG_INF
 from kerasrnn.decoding.logits import forbid_token
 from kerasrnn.decoding.result import DecodingResult
+
+# A set of hypotheses per row: ids (B, N, T), the others (B, N).
+Hypotheses = collections.namedtuple(
+    "Hypotheses", ["ids", "lengths", "log_probs", "scores"]
+)
 
 
 def tile_batch(nest, multiplier):
@@ -59,6 +87,28 @@ def length_penalty(lengths, alpha):
     return tf.pow((5.0 + tf.cast(lengths, "float32")) / 6.0, alpha)
 
 
+def _select(hypotheses, indices):
+    """The hypotheses at ``indices (B, N)`` of each row."""
+    return tf.nest.map_structure(
+        lambda x: tf.gather(x, indices, batch_dims=1), hypotheses
+    )
+
+
+def _keep_best(first, second, count):
+    """The ``count`` best of two sets of hypotheses by score, best first.
+
+    On equal scores ``first`` wins (``top_k`` puts the lower index first).
+    With the pool as ``first``, its empty entries (score -inf) therefore
+    stay ahead of impossible candidates (score -inf too), and the empty
+    entries are all a row returns beyond its possible hypotheses.
+    """
+    both = tf.nest.map_structure(
+        lambda a, b: tf.concat([a, b], axis=1), first, second
+    )
+    _, best = tf.math.top_k(both.scores, k=count)
+    return _select(both, best)
+
+
 def beam_search(
     step_fn,
     start_ids,
@@ -71,9 +121,13 @@ def beam_search(
     min_length=0,
     pad_id=0,
 ):
-    """Keeps the ``beam_width`` best hypotheses per row (see module doc).
+    """Keeps the ``beam_width`` best live hypotheses per row and a pool of
+    the ``beam_width`` best finished ones (see module doc).
 
-    With ``beam_width=1`` it is greedy search.
+    ``beam_width=1`` with ``length_penalty_weight=0`` is greedy search.
+    With a length penalty it can return a longer hypothesis than greedy:
+    the search goes on past greedy's end token while a longer one could
+    still score higher.
 
     Args:
         step_fn, start_ids, initial_state, end_id, max_length, min_length,
@@ -87,6 +141,9 @@ def beam_search(
 
     Returns:
         A ``DecodingResult`` with ``K = num_return``, best first by score.
+        A row with fewer than ``num_return`` hypotheses of nonzero
+        probability is filled with empty ones: length 0, ``pad_id`` tokens,
+        score and log-probability -inf.
     """
     check_step_fn(step_fn)
     check_int("beam_width", beam_width, 1)
@@ -114,78 +171,113 @@ def beam_search(
     positions = tf.range(max_length)
     # Flat index of beam 0 of each row, to turn parents into flat indices.
     row_offsets = (tf.range(batch) * width)[:, tf.newaxis]
+    # No hypothesis can score above its log-prob / lp(max_length).
+    largest_penalty = length_penalty(max_length, alpha)
 
-    def body(t, tokens, state, ids, lengths, log_probs, finished, scores):
+    def extend(live_ids, flat_candidates, vocabulary, t):
+        """The parent beams and tokens of the candidates ``k*V + v`` of
+        each row, and their ids: the parent's with the token at ``t``."""
+        parents = flat_candidates // vocabulary
+        tokens = flat_candidates % vocabulary
+        ids = tf.where(
+            tf.equal(positions, t)[tf.newaxis, tf.newaxis, :],
+            tokens[:, :, tf.newaxis],
+            tf.gather(live_ids, parents, batch_dims=1),
+        )
+        return parents, tokens, ids
+
+    def body(t, tokens, state, live_ids, live_log_probs, finished):
         logits, state = call_step(step_fn, tokens, state)
         logits = check_logits(logits, end_id, pad_id)
         if end_id is not None and min_length > 0:
             logits = forbid_token(logits, end_id, t < min_length)
         vocabulary = tf.shape(logits)[-1]
-        step_log_probs = tf.reshape(
-            tf.nn.log_softmax(logits), [batch, width, vocabulary]
+        candidate_log_probs = tf.reshape(
+            live_log_probs[:, :, tf.newaxis]
+            + tf.reshape(tf.nn.log_softmax(logits), [-1, width, vocabulary]),
+            [-1, width * vocabulary],
         )
-        if end_id is not None:
-            # A finished beam has one continuation, end_id, costing nothing.
-            frozen = tf.where(
-                tf.equal(tf.range(vocabulary), end_id), 0.0, NEG_INF
-            )
-            step_log_probs = tf.where(
-                finished[:, :, tf.newaxis], frozen, step_log_probs
-            )
-        total = log_probs[:, :, tf.newaxis] + step_log_probs
-        new_lengths = lengths + tf.cast(tf.logical_not(finished), "int32")
-        ranked = total / length_penalty(new_lengths, alpha)[:, :, tf.newaxis]
-        scores, flat = tf.math.top_k(
-            tf.reshape(ranked, [batch, width * vocabulary]), k=width
-        )
-        parents = flat // vocabulary
-        chosen = flat % vocabulary
-        log_probs = tf.gather(
-            tf.reshape(total, [batch, width * vocabulary]), flat, batch_dims=1
-        )
-        lengths = tf.gather(new_lengths, parents, batch_dims=1)
-        parent_finished = tf.gather(finished, parents, batch_dims=1)
-        chosen = tf.where(parent_finished, pad_id, chosen)
-        ids = tf.gather(ids, parents, batch_dims=1)
-        ids = tf.where(
-            tf.equal(positions, t)[tf.newaxis, tf.newaxis, :],
-            chosen[:, :, tf.newaxis],
-            ids,
-        )
-        state = gather_beams(state, tf.reshape(parents + row_offsets, [-1]))
-        if end_id is not None:
-            finished = tf.logical_or(parent_finished, tf.equal(chosen, end_id))
-            tokens = tf.where(parent_finished, end_id, chosen)
+        # Every candidate has length t + 1: the best by log-probability are
+        # the best by score.
+        if end_id is None:
+            live_log_probs, flat = tf.math.top_k(candidate_log_probs, width)
+            parents, tokens, live_ids = extend(live_ids, flat, vocabulary, t)
         else:
-            tokens = chosen
+            count = 2 * width
+            if logits.shape[-1] is not None:
+                count = min(count, width * logits.shape[-1])
+            top_log_probs, flat = tf.math.top_k(candidate_log_probs, count)
+            parents, tokens, ids = extend(live_ids, flat, vocabulary, t)
+            ends = tf.equal(tokens, end_id)
+            lengths = tf.fill(tf.shape(tokens), t + 1)
+            # The candidates among the K best that end join the pool; the
+            # others score -inf there, behind every real finished one.
+            joins_pool = tf.logical_and(ends, tf.range(count) < width)
+            ending = Hypotheses(
+                ids, lengths, top_log_probs,
+                tf.where(
+                    joins_pool, top_log_probs / length_penalty(t + 1, alpha),
+                    NEG_INF,
+                ),
+            )
+            finished = _keep_best(finished, ending, width)
+            # The K best candidates that do not end go on, in score order
+            # (the candidates are sorted: rank by position, ends last).
+            rank = tf.cast(count - tf.range(count), "float32")
+            _, going_on = tf.math.top_k(tf.where(ends, -1.0, rank), width)
+            parents = tf.gather(parents, going_on, batch_dims=1)
+            tokens = tf.gather(tokens, going_on, batch_dims=1)
+            live_ids = tf.gather(ids, going_on, batch_dims=1)
+            live_log_probs = tf.gather(top_log_probs, going_on, batch_dims=1)
+        state = gather_beams(state, tf.reshape(parents + row_offsets, [-1]))
         return (
-            t + 1, tf.reshape(tokens, [-1]), state, ids, lengths, log_probs,
-            finished, scores,
+            t + 1, tf.reshape(tokens, [-1]), state, live_ids, live_log_probs,
+            finished,
         )
 
-    def cond(t, tokens, state, ids, lengths, log_probs, finished, scores):
-        return tf.logical_not(tf.reduce_all(finished))
+    def cond(t, tokens, state, live_ids, live_log_probs, finished):
+        if end_id is None:
+            return tf.constant(True)
+        worst_finished = finished.scores[:, -1]
+        best_reachable = (
+            tf.reduce_max(live_log_probs, axis=1) / largest_penalty
+        )
+        done = tf.logical_and(
+            worst_finished > NEG_INF, worst_finished >= best_reachable
+        )
+        return tf.logical_not(tf.reduce_all(done))
 
     first_beam_only = tf.concat(
         [tf.zeros([1]), tf.fill([width - 1], NEG_INF)], axis=0
+    )
+    no_ids = tf.fill([batch, width, max_length], tf.constant(pad_id, "int32"))
+    no_finished = Hypotheses(
+        no_ids,
+        tf.zeros([batch, width], "int32"),
+        tf.fill([batch, width], NEG_INF),
+        tf.fill([batch, width], NEG_INF),
     )
     loop_vars = (
         tf.constant(0),
         tf.repeat(start_ids, width),
         tile_batch(state, width),
-        tf.fill([batch, width, max_length], tf.constant(pad_id, "int32")),
-        tf.zeros([batch, width], "int32"),
+        no_ids,
         tf.tile(first_beam_only[tf.newaxis], [batch, 1]),
-        tf.zeros([batch, width], "bool"),
-        tf.zeros([batch, width], "float32"),
+        no_finished,
     )
-    _, _, _, ids, lengths, log_probs, _, scores = tf.while_loop(
+    steps, _, _, live_ids, live_log_probs, finished = tf.while_loop(
         cond, body, loop_vars, maximum_iterations=max_length
     )
-    # top_k returns candidates sorted by score, so the beams are best first.
+    live = Hypotheses(
+        live_ids,
+        tf.fill(tf.shape(live_log_probs), steps),
+        live_log_probs,
+        live_log_probs / length_penalty(steps, alpha),
+    )
+    best = _keep_best(finished, live, num_return)
     return DecodingResult(
-        ids=ids[:, :num_return],
-        lengths=lengths[:, :num_return],
-        scores=scores[:, :num_return],
-        log_probs=log_probs[:, :num_return],
+        ids=best.ids,
+        lengths=best.lengths,
+        scores=best.scores,
+        log_probs=best.log_probs,
     )
