@@ -5,11 +5,13 @@ step (forward + backward + optimizer update) of each implementation, and
 prints a table of median milliseconds, ratios to the Keras built-in, GFLOP/s
 and the share of the measured matmul peak. Every configuration runs in its
 own process (so peak RSS is its own), with warm-up and ``--reps`` timed
-repetitions.
+repetitions; ``--rounds N`` runs every configuration N times round-robin
+and reports medians, ratios as the median of per-round ratios (robust to a
+shared machine's drift).
 
     python benchmarks/speed.py                       # shapes a b c, all cells
     python benchmarks/speed.py --shapes b --cells lstm --reps 20
-    python benchmarks/speed.py --json artifacts/speed.json
+    python benchmarks/speed.py --rounds 3 --json artifacts/speed.json
 
 Shapes (batch, time, input, hidden): a = 32,100,128,256; b = 1,50,64,128
 (latency); c = 64,200,256,512 (throughput). Forward FLOPs are
@@ -281,44 +283,73 @@ def available(implementation):
     return True
 
 
-def format_table(results, peak):
+def combine_rounds(rounds):
+    """One row per configuration from ``rounds`` (lists of result rows, one
+    list per round): median ms over the rounds, and each ratio to Keras as
+    the median of the per-round ratios (a round's runs are minutes apart,
+    so a drift of the machine's speed cancels in the ratio)."""
+    def key(row):
+        return (row["shape"], row["cell"], row["variant"])
+
+    combined = []
+    for index, row in enumerate(rounds[0]):
+        runs = [r[index] for r in rounds if "error" not in r[index]]
+        if not runs:
+            combined.append(row)
+            continue
+        merged = dict(runs[0], rounds=len(runs))
+        for measure in ("forward_ms", "train_ms"):
+            values = [r[measure] for r in runs if r[measure] is not None]
+            merged[measure] = float(np.median(values)) if values else None
+            merged[f"{measure}_rounds"] = values
+            ratios = []
+            for r_index, r in enumerate(rounds):
+                base = next((b for b in r if key(b) == key(row)
+                             and b["implementation"] == "keras"
+                             and "error" not in b), None)
+                mine = r[index]
+                if (base is None or "error" in mine or mine[measure] is None
+                        or base[measure] is None):
+                    continue
+                ratios.append(mine[measure] / base[measure])
+            merged[f"{measure}_ratio"] = (
+                float(np.median(ratios)) if ratios else None
+            )
+        merged["peak_rss_mb"] = max(r["peak_rss_mb"] for r in runs)
+        combined.append(merged)
+    return combined
+
+
+def format_table(results, peak, rounds=1):
     lines = [
-        f"matmul peak (TF, 2048² float32): {peak:.0f} GFLOP/s",
+        f"matmul peak (TF, 2048² float32): {peak:.0f} GFLOP/s; "
+        f"{rounds} round(s), ratios = median of per-round ratios",
         "",
         "| shape | cell | variant | implementation | fwd ms | fwd/keras | "
         "train ms | train/keras | fwd GFLOP/s | % peak | peak RSS MB |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    baseline = {}
-    for row in results:
-        if row["implementation"] == "keras" and "error" not in row:
-            key = (row["shape"], row["cell"], row["variant"])
-            baseline[key] = row
-
-    def ratio(value, base):
-        if value is None or base is None:
-            return "–"
-        return f"{value / base:.2f}"
 
     def number(value, digits=2):
         return "–" if value is None else f"{value:.{digits}f}"
 
     for row in results:
-        key = (row["shape"], row["cell"], row["variant"])
         head = (f"| {row['shape']} | {row['cell']} | {row['variant']} | "
                 f"{row['implementation']} |")
         if "error" in row:
             lines.append(f"{head} error: {row['error'][:60]} |||||||")
             continue
-        base = baseline.get(key, {})
+        if row["forward_ms"] is None:   # e.g. no native op for this variant
+            lines.append(f"{head} not measured |||||||")
+            continue
         flops = forward_flops(SHAPES[row["shape"]], row["cell"],
                               row["variant"])
         gflops = flops / row["forward_ms"] / 1e6
         lines.append(
             f"{head} {number(row['forward_ms'])} | "
-            f"{ratio(row['forward_ms'], base.get('forward_ms'))} | "
+            f"{number(row.get('forward_ms_ratio'))} | "
             f"{number(row['train_ms'])} | "
-            f"{ratio(row['train_ms'], base.get('train_ms'))} | "
+            f"{number(row.get('train_ms_ratio'))} | "
             f"{gflops:.0f} | {100 * gflops / peak:.0f} | "
             f"{row['peak_rss_mb']:.0f} |"
         )
@@ -337,6 +368,9 @@ def main():
     parser.add_argument("--variants", nargs="+", default=["plain"],
                         choices=VARIANTS)
     parser.add_argument("--reps", type=int, default=10)
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="run every configuration this many times, "
+                        "round-robin, and report medians")
     parser.add_argument("--json", default=None,
                         help="also write the results to this JSON file")
     parser.add_argument("--one", help=argparse.SUPPRESS)
@@ -347,21 +381,29 @@ def main():
     if args.reps < 10:
         parser.error("--reps must be at least 10 for a stable median")
 
+    if args.rounds < 1:
+        parser.error("--rounds must be at least 1")
+
     peak = matmul_peak_gflops()
-    results = []
-    for shape in args.shapes:
-        for cell in args.cells:
-            for variant in args.variants:
-                for implementation in args.implementations:
-                    if not available(implementation):
-                        continue
-                    config = dict(shape=shape, cell=cell, variant=variant,
-                                  implementation=implementation,
-                                  reps=args.reps)
-                    results.append(run_isolated(config))
-                    print(f"  done {shape} {cell} {variant} "
-                          f"{implementation}", file=sys.stderr, flush=True)
-    table = format_table(results, peak)
+    configs = [
+        dict(shape=shape, cell=cell, variant=variant,
+             implementation=implementation, reps=args.reps)
+        for shape in args.shapes
+        for cell in args.cells
+        for variant in args.variants
+        for implementation in args.implementations
+        if available(implementation)
+    ]
+    rounds = []
+    for round_index in range(args.rounds):
+        rounds.append([])
+        for config in configs:
+            rounds[-1].append(run_isolated(config))
+            print(f"  done round {round_index + 1}: {config['shape']} "
+                  f"{config['cell']} {config['variant']} "
+                  f"{config['implementation']}", file=sys.stderr, flush=True)
+    results = combine_rounds(rounds)
+    table = format_table(results, peak, args.rounds)
     print(table)
     if args.json:
         path = pathlib.Path(args.json)
