@@ -23,6 +23,7 @@ import itertools
 
 import keras
 import numpy as np
+import parity
 import onnx
 import onnxruntime
 import pytest
@@ -154,7 +155,8 @@ class Case:
             assert len(received) == len(expected)
             for ours, theirs in zip(received, expected):
                 assert ours.shape == theirs.shape
-                worst = max(worst, float(np.abs(ours - theirs).max()))
+                worst = max(worst, parity.record(
+                    "exported models in onnxruntime", ours, theirs))
         return worst
 
 

@@ -13,6 +13,7 @@ import os
 
 import keras
 import numpy as np
+import parity
 import pytest
 import tensorflow as tf
 from test_export_onnx_parity import ATOL
@@ -70,6 +71,8 @@ def test_reload_parity(config, tmp_path):
         expected = case.keras_outputs(feeds)
         received = function(**{k: tf.constant(v) for k, v in feeds.items()})
         for name, theirs in zip(names, expected):
+            parity.record("exported SavedModel, reloaded",
+                          received[name].numpy(), theirs)
             np.testing.assert_allclose(
                 received[name].numpy(), theirs, atol=ATOL, rtol=0
             )

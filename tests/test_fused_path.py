@@ -12,6 +12,7 @@ import itertools
 
 import keras
 import numpy as np
+import parity
 import pytest
 import tensorflow as tf
 
@@ -105,6 +106,8 @@ def test_fused_equals_generic_float64(cell, masked, go_backwards):
             return_sequences, seed=len(cell),
         )
         for a, b in zip(fused, generic):
+            parity.record("fused training loop = generic loop (float64)",
+                          a, b)
             np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)
 
 
@@ -122,6 +125,7 @@ def test_inference_loop_equals_generic_float64(cell, go_backwards):
             zero_output_for_mask=zero_output, empty_row=masked,
         )
         for a, b in zip(fast, generic):
+            parity.record("inference loop = generic loop (float64)", a, b)
             np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)
 
 

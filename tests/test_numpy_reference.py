@@ -15,6 +15,7 @@ would hide bias bugs), and padding steps hold random values, not zeros.
 import itertools
 
 import numpy as np
+import parity
 import pytest
 import tensorflow as tf
 from reference import numpy_rnn as ref
@@ -60,7 +61,9 @@ def config_id(config):
     return "-".join([kind] + [f"{k}={v}" for k, v in arguments.items()])
 
 
-def assert_close(actual, expected, atol=ATOL):
+def assert_close(actual, expected, atol=ATOL,
+                 reference="NumPy equations (float64)"):
+    parity.record(reference, actual, expected)
     np.testing.assert_allclose(
         np.asarray(actual, np.float64), expected, rtol=0, atol=atol
     )
@@ -236,9 +239,11 @@ def test_rnn_equals_cell_in_python_loop(config):
     for t in range(steps):
         step_output, states = cell(x[:, t], states)
         outputs.append(step_output)
-    assert_close(output, np.stack(outputs, axis=1), atol=1e-6)
+    assert_close(output, np.stack(outputs, axis=1), atol=1e-6,
+                 reference="RNN layer = cell in a Python loop")
     for state, loop_state in zip(final_states, states, strict=True):
-        assert_close(state, loop_state, atol=1e-6)
+        assert_close(state, loop_state, atol=1e-6,
+                     reference="RNN layer = cell in a Python loop")
 
 
 @pytest.mark.parametrize("go_backwards", [False, True])
@@ -263,7 +268,8 @@ def test_unroll_equals_while_loop(config, masked, go_backwards):
     looped.build(x.shape)
     randomize(looped, rng)
     for a, b in zip(looped(x, mask=mask), unrolled(x, mask=mask), strict=True):
-        assert_close(a, np.asarray(b), atol=1e-6)
+        assert_close(a, np.asarray(b), atol=1e-6,
+                     reference="unroll=True = graph loop")
 
 
 # ------------------------------------------------------- bidirectional
@@ -518,9 +524,11 @@ def test_padded_batch_equals_sequences_alone(kind, structure):
         alone, *alone_states = layer(x[row:row + 1, :length])
         # go_backwards outputs come in processing order: padding first.
         start = steps - length if structure == "backwards" else 0
-        assert_close(output[row:row + 1, start:start + length], alone)
+        assert_close(output[row:row + 1, start:start + length], alone,
+                     reference="padded batch = each sequence alone")
         for state, alone_state in zip(states, alone_states, strict=True):
-            assert_close(state[row:row + 1], alone_state)
+            assert_close(state[row:row + 1], alone_state,
+                         reference="padded batch = each sequence alone")
 
 
 # ------------------------------------------------------------ gradients
@@ -541,7 +549,10 @@ def finite_difference_check(loss, arrays, analytic, eps=1e-6):
             array[index] = saved
             numeric[index] = (upper - lower) / (2 * eps)
         error = np.max(np.abs(np.asarray(gradient) - numeric))
-        assert error / max(np.max(np.abs(numeric)), 1e-8) < 1e-5
+        relative = parity.note(
+            "gradients vs central differences (relative, float64)",
+            error / max(np.max(np.abs(numeric)), 1e-8))
+        assert relative < 1e-5
 
 
 def weighted_sum(tensors, weights):
@@ -750,10 +761,14 @@ def test_inter_layer_dropout_not_after_last_layer(kind, bidirectional):
     x = float32(rng, 2, 4, 3)
     layer.build(x.shape)
     randomize(layer, rng)
-    assert_close(layer(x, training=True), np.asarray(layer(x)), atol=0)
+    assert_close(layer(x, training=True), np.asarray(layer(x)), atol=0,
+                 reference="no dropout after the last layer")
 
 
 # -------------------------------------------------------------- stateful
+
+
+HALVES = "stateful halves = one call"
 
 
 def check_stateful(stateful, whole, x, mask, split):
@@ -771,12 +786,13 @@ def check_stateful(stateful, whole, x, mask, split):
         np.where(real, np.concatenate([first, second], axis=1), 0.0),
         np.where(real, expected, 0.0),
         1e-6,
+        reference=HALVES,
     )
     for state, expected_state in zip(states, expected_states, strict=True):
-        assert_close(state, expected_state, 1e-6)
+        assert_close(state, expected_state, 1e-6, reference=HALVES)
     stateful.reset_states()
     again, *_ = stateful(x[:, :split], mask=mask[:, :split])
-    assert_close(again, np.asarray(first), 1e-6)
+    assert_close(again, np.asarray(first), 1e-6, reference=HALVES)
 
 
 @pytest.mark.parametrize("config", KIND_CONFIGS, ids=config_id)

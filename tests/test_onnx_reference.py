@@ -14,6 +14,7 @@ padded sequence runs alone, cut to its length.
 """
 
 import numpy as np
+import parity
 import pytest
 
 import kerasrnn
@@ -165,11 +166,16 @@ def from_onnx(results):
     return [y, *states]
 
 
-def assert_close(ours, theirs):
+def assert_close(ours, theirs, reference):
     assert len(ours) == len(theirs)
     for a, b in zip(ours, theirs):
         assert a.shape == b.shape
+        parity.record(reference, a, b)
         np.testing.assert_allclose(a, b, atol=ATOL, rtol=0)
+
+
+RUNTIME = "ONNX operators in onnxruntime"
+EVALUATOR = "ONNX operators in onnx.reference"
 
 
 def onnxruntime_session(model):
@@ -189,12 +195,13 @@ def test_full_length_batch(cell, direction, with_initial_state, seed):
     lengths = np.full(case.batch, case.steps)
     feeds = case.feeds(case.x, lengths)
     assert_close(
-        from_onnx(onnxruntime_session(case.model).run(None, feeds)), expected
+        from_onnx(onnxruntime_session(case.model).run(None, feeds)), expected,
+        RUNTIME,
     )
     if cell != "rnn_relu":  # The reference RNN implements only Tanh.
         assert_close(
             from_onnx(ReferenceEvaluator(case.model).run(None, feeds)),
-            expected,
+            expected, EVALUATOR,
         )
 
 
@@ -211,7 +218,8 @@ def test_variable_lengths(cell, direction, with_initial_state, seed):
     y, *onnx_states = from_onnx(
         onnxruntime_session(case.model).run(None, case.feeds(x, lengths))
     )
-    assert_close([y[mask], *onnx_states], [output[mask], *states])
+    assert_close([y[mask], *onnx_states], [output[mask], *states],
+                 RUNTIME)
 
     if cell == "rnn_relu":  # The reference RNN implements only Tanh.
         return
@@ -226,4 +234,5 @@ def test_variable_lengths(cell, direction, with_initial_state, seed):
         assert_close(
             [y[0], *onnx_states],
             [output[row, :length], *(s[:, rows] for s in states)],
+            EVALUATOR,
         )

@@ -8,6 +8,7 @@ batches against a masked kerasrnn call.
 """
 
 import numpy as np
+import parity
 import pytest
 
 import kerasrnn
@@ -100,6 +101,7 @@ def state_dict_of(module):
 
 
 def assert_close(ours, theirs):
+    parity.record("PyTorch nn.RNN/LSTM/GRU", ours, theirs)
     np.testing.assert_allclose(ours, theirs, atol=ATOL, rtol=0)
 
 

@@ -1,0 +1,46 @@
+"""The largest |ours - reference| of every parity check, per reference.
+
+Each parity test passes its compared arrays through :func:`record`; the
+hooks in ``conftest.py`` gather the figures from every pytest-xdist worker
+and print them at the end of the run, so each test run reports how close
+kerasrnn is to each reference, not only that it is within tolerance.
+"""
+
+import numpy as np
+
+# reference name -> [largest absolute error, number of compared arrays]
+WORST = {}
+
+
+def record(reference, ours, theirs):
+    """Notes the largest absolute difference of two equally shaped arrays
+    under ``reference`` and returns it."""
+    ours = np.asarray(ours, np.float64)
+    theirs = np.asarray(theirs, np.float64)
+    return note(reference,
+                float(np.abs(ours - theirs).max()) if ours.size else 0.0)
+
+
+def note(reference, error):
+    """Notes one measured error under ``reference`` and returns it."""
+    worst, count = WORST.get(reference, (0.0, 0))
+    WORST[reference] = [max(worst, error), count + 1]
+    return error
+
+
+def merge(figures):
+    """Adds another process's :data:`WORST` into this one's."""
+    for reference, (error, count) in figures.items():
+        worst, total = WORST.get(reference, (0.0, 0))
+        WORST[reference] = [max(worst, error), total + count]
+
+
+def summary_lines():
+    """One line per reference, largest error first."""
+    width = max(map(len, WORST), default=0)
+    return [
+        f"{reference:<{width}}  max |error| {error:.1e}  "
+        f"({count:,} arrays compared)"
+        for reference, (error, count) in sorted(
+            WORST.items(), key=lambda item: -item[1][0])
+    ]
