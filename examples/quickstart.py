@@ -11,7 +11,8 @@ each sequence's last real token.
 Steps: train in Keras -> ``kerasrnn.export.to_onnx`` (one native ONNX LSTM
 node, the mask as ``sequence_lens``) -> predict in a fresh process with
 ``python -m serving predict`` (numpy + onnxruntime only) -> compare with
-Keras -> int8 quantization and its accuracy change.
+Keras -> serve it over HTTP (``python -m serving serve``) and ask it, a bad
+request included -> int8 quantization and its accuracy change.
 
     python examples/quickstart.py [--epochs 12] [--out artifacts/quickstart]
 """
@@ -23,6 +24,8 @@ import pathlib
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 
 import keras
 import numpy as np
@@ -126,7 +129,10 @@ def main():
         print(f"  [{sequence}] first==last: {bool(label)!s:5} "
               f"predicted: {bool(logits.argmax())}")
 
-    # 5. Int8 dynamic quantization, and what it costs in accuracy.
+    # 5. Serve over HTTP in another TensorFlow-free process, and ask it.
+    ask_server(export_dir, [[3, 1, 4, 1, 5, 9, 2, 6, 3], [2, 7, 1, 8]])
+
+    # 6. Int8 dynamic quantization, and what it costs in accuracy.
     report = quantize_onnx(export_dir, feeds={"tokens": x_test},
                            labels=y_test)
     int8_ops = [op for op in report["ops"] if "Quantize" in op]
@@ -134,6 +140,53 @@ def main():
           f"{report['bytes_int8'] / 1e3:.0f} kB ({', '.join(int8_ops)}); "
           f"accuracy {report['accuracy_float32']:.3f} -> "
           f"{report['accuracy_int8']:.3f}")
+
+
+def ask_server(export_dir, sequences):
+    """Starts ``python -m serving serve`` on a free port, posts ragged token
+    sequences and a malformed request, prints the answers, stops it."""
+    command = [sys.executable, "-m", "serving", "serve", str(export_dir),
+               "--port", "0"]
+    print(f"\n$ python -m serving serve {export_dir} --port 0")
+    server = subprocess.Popen(
+        command, stdout=subprocess.PIPE, text=True, cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    try:
+        for line in server.stdout:
+            print(line.rstrip())
+            if line.startswith("serving on "):
+                url = line.split()[-1]
+                break
+        else:
+            raise RuntimeError("the server exited before serving")
+        for body in ({"inputs": {"tokens": sequences}},
+                     {"inputs": {"tokens": [[3, 12, 4]]}}):
+            status, answer = post(f"{url}/v1/predict", body)
+            print(f"POST /v1/predict {json.dumps(body)}\n  -> {status} "
+                  f"{json.dumps(answer)}")
+            if status == 200:
+                classes = np.argmax(answer["outputs"]["logits"], axis=-1)
+                print(f"  first==last predicted: {classes.astype(bool)}")
+        with urllib.request.urlopen(f"{url}/health") as response:
+            print(f"GET /health -> {response.status} "
+                  f"{response.read().decode()}")
+    finally:
+        server.terminate()
+        server.wait()
+
+
+def post(url, body):
+    """``(status, decoded JSON answer)`` of a JSON POST."""
+    request = urllib.request.Request(
+        url, data=json.dumps(body).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    try:
+        with urllib.request.urlopen(request) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
 
 
 if __name__ == "__main__":
