@@ -65,10 +65,9 @@ def run_fused_loop(cell, inputs, initial_states, mask=None,
                 project(inputs[t]), states, params, recurrent_mask
             )
             if mask is not None:
-                new_states = [
-                    tf.where(mask[t], new, old)
-                    for new, old in zip(new_states, states)
-                ]
+                keep = mask[t]
+                new_states = [tf.where(keep, new, old)
+                              for new, old in zip(new_states, states)]
             state_arrays = [a.write(t, s) for a, s in zip(state_arrays,
                                                            new_states)]
             # A cell whose backward needs only the states caches nothing.
@@ -96,8 +95,8 @@ def run_fused_loop(cell, inputs, initial_states, mask=None,
                                                          d_state_seqs)]
                 d_new = d_states
                 if mask is not None:
-                    d_new = [tf.where(mask[t], d, tf.zeros_like(d))
-                             for d in d_states]
+                    keep = mask[t]
+                    d_new = [tf.where(keep, d, zero) for d in d_states]
                 d_proj, d_prev, d_rec = cell.fused_step_backward(
                     None if caches is None else caches[t],
                     [p[t] for p in prev_seqs],
@@ -107,15 +106,14 @@ def run_fused_loop(cell, inputs, initial_states, mask=None,
                     recurrent_mask,
                 )
                 if mask is not None:
-                    d_prev = [
-                        tf.where(mask[t], d, carried)
-                        for d, carried in zip(d_prev, d_states)
-                    ]
+                    d_prev = [tf.where(keep, d, carried)
+                              for d, carried in zip(d_prev, d_states)]
                 d_recurrent = [a.write(t, d_rec) for a in d_recurrent]
                 return (k + 1, d_prev, d_projected.write(t, d_proj),
                         *d_recurrent)
 
             zeros = [tf.zeros_like(s) for s in states0]
+            zero = tf.zeros((), inputs.dtype)  # broadcast by tf.where
             # Most cells' recurrent pre-activation gradient is d_projected
             # itself; only a separate one gets its own array.
             separate = cell.fused_separate_recurrent_gradient
@@ -170,10 +168,9 @@ def run_forward_loop(cell, inputs, initial_states, mask=None,
             projected = projected + bias
         _, new_states = cell.recurrent_step(projected, states, recurrent_mask)
         if mask is not None:
-            new_states = [
-                tf.where(mask[t], new, old)
-                for new, old in zip(new_states, states)
-            ]
+            keep = mask[t]
+            new_states = [tf.where(keep, new, old)
+                          for new, old in zip(new_states, states)]
         hidden_array = [a.write(t, new_states[0]) for a in hidden_array]
         return (t + 1, new_states, *hidden_array)
 
