@@ -93,6 +93,11 @@ def test_bad_configs():
         kerasrnn.SequencePooling("median")
     with pytest.raises(ValueError, match="bidirectional=True"):
         kerasrnn.Bidirectional(kerasrnn.LSTM(3, num_layers=2))
+    with pytest.raises(ValueError, match="never cuDNN.*use_cudnn=True"):
+        kerasrnn.GRU(3, use_cudnn=True)
+    with pytest.raises(TypeError, match=r"unknown argument\(s\) "
+                                        r"\['use_cudnn'\]"):
+        kerasrnn.SimpleRNN(3, use_cudnn=False)  # as keras.layers.SimpleRNN
 
 
 def test_initial_state_wrong_length_or_shape():

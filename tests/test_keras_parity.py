@@ -181,3 +181,34 @@ def test_rnn_with_keras_cell_layout_trains_like_keras():
     for a, b in zip(ours.get_weights(), theirs.get_weights()):
         parity.record("Keras built-in layers, weights after fit", a, b)
         np.testing.assert_allclose(a, b, atol=ATOL, rtol=0)
+
+
+@pytest.mark.parametrize("ours_cls,keras_cls,extra", LAYERS[::2],
+                         ids=LAYER_IDS[::2])
+def test_keras_only_arguments_carry_over(ours_cls, keras_cls, extra):
+    """A keras.layers constructor call works unchanged: use_cudnn (kerasrnn
+    always runs its own loop) and activity_regularizer, whose loss is Keras'
+    base-layer loss of the output and survives a config round trip.
+    (keras.layers.SimpleRNN 3.15 drops its activity_regularizer; the
+    reference is a linear Activation layer with the same regularizer.)"""
+    rng = np.random.default_rng(7)
+    x = rng.normal(size=(BATCH, STEPS, FEATURES)).astype("float32")
+    args = dict(extra, activity_regularizer="l2", return_sequences=True)
+    if keras_cls is not keras.layers.SimpleRNN:
+        args["use_cudnn"] = False
+    theirs, ours = keras_cls(UNITS, **args), ours_cls(UNITS, **args)
+    theirs(x)
+    ours(x)
+    random_weights(theirs, rng)
+    ours.set_weights(theirs.get_weights())
+    output = ours(x)
+    assert_all_close(output, theirs(x))
+    reference = keras.layers.Activation("linear", activity_regularizer="l2")
+    reference(theirs(x))
+    assert len(ours.losses) == len(reference.losses) == 1
+    assert_all_close(ours.losses[0], reference.losses[0])
+    if theirs.losses:
+        assert_all_close(ours.losses[0], theirs.losses[0])
+    clone = ours_cls.from_config(ours.get_config())
+    assert clone.get_config() == ours.get_config()
+    assert clone.activity_regularizer is not None

@@ -26,7 +26,8 @@ from kerasrnn.layers.rnn import RNN
 
 STATE_LAYOUTS = ("keras", "pytorch")
 # Arguments for the Layer itself; every other keyword configures the cells.
-LAYER_ARGUMENTS = ("name", "dtype", "trainable", "autocast", "input_shape")
+LAYER_ARGUMENTS = ("name", "dtype", "trainable", "autocast", "input_shape",
+                   "activity_regularizer")
 
 
 class StackedRecurrent(keras.layers.Layer):
@@ -54,6 +55,8 @@ class StackedRecurrent(keras.layers.Layer):
             within each. ``"pytorch"``: ``[h_n]`` or ``[h_n, c_n]``, each
             ``(num_layers * num_directions, B, H)`` in the same order, as
             returned by ``torch.nn.LSTM``.
+        activity_regularizer, name, dtype, trainable: as any Keras layer
+            (the regularizer applies to the layer's outputs).
 
     Call arguments:
         sequences: float ``(B, T, F)``.
@@ -402,15 +405,37 @@ class SimpleRNN(StackedRecurrent):
     cell_class = SimpleRNNCell
 
 
+class CudnnArgument:
+    """Accepts Keras' ``use_cudnn`` so that ``keras.layers.LSTM/GRU``
+    arguments carry over unchanged. kerasrnn never runs cuDNN kernels (its
+    loop is the gate equations, and exports must not contain them), so
+    ``"auto"`` and ``False`` both mean its own loop and ``True`` is refused.
+    """
+
+    def __init__(self, units, use_cudnn="auto", **kwargs):
+        if not (use_cudnn is False or use_cudnn == "auto"):
+            raise ValueError(
+                f"{type(self).__name__} runs its own loop, never cuDNN: "
+                "`use_cudnn` must be 'auto' or False (both mean kerasrnn's "
+                "loop; use keras.layers for cuDNN kernels). Received: "
+                f"use_cudnn={use_cudnn!r}"
+            )
+        super().__init__(units, **kwargs)
+        self.use_cudnn = use_cudnn
+
+    def get_config(self):
+        return {**super().get_config(), "use_cudnn": self.use_cudnn}
+
+
 @keras.saving.register_keras_serializable(package="kerasrnn")
-class LSTM(StackedRecurrent):
+class LSTM(CudnnArgument, StackedRecurrent):
     """LSTM layer(s); see ``LSTMCell`` and ``StackedRecurrent``."""
 
     cell_class = LSTMCell
 
 
 @keras.saving.register_keras_serializable(package="kerasrnn")
-class GRU(StackedRecurrent):
+class GRU(CudnnArgument, StackedRecurrent):
     """GRU layer(s); see ``GRUCell`` and ``StackedRecurrent``."""
 
     cell_class = GRUCell
