@@ -281,6 +281,19 @@ def test_save_and_load_keep_generate_identical(trained, tmp_path):
         got = restored.generate(source, **options)
         np.testing.assert_array_equal(got.ids, expected.ids)
         np.testing.assert_allclose(got.scores, expected.scores, rtol=1e-6)
+    # Compiled as saved: same loss, metrics and optimizer state.
+    assert restored.compiled
+    assert restored.optimizer.iterations.numpy() == (
+        model.optimizer.iterations.numpy())
+    for ours, theirs in zip(restored.optimizer.variables,
+                            model.optimizer.variables):
+        np.testing.assert_array_equal(ours.numpy(), theirs.numpy())
+    source, target = reverse_data(64, seed=13, max_length=5)
+    expected = model.evaluate(source, target, verbose=0, return_dict=True)
+    got = restored.evaluate(source, target, verbose=0, return_dict=True)
+    assert sorted(got) == sorted(expected)
+    for name in expected:
+        assert got[name] == pytest.approx(expected[name], rel=1e-5)
 
 
 def test_config_round_trip():

@@ -331,6 +331,15 @@ class Seq2Seq(keras.Model):
         self.compute_metrics(None, labels, logits, sample_weight=weights)
         self.reset_metrics()
 
+    def compile_from_config(self, config):
+        """Compiles a model loaded from a ``.keras`` file as it was saved
+        (Keras skips a custom ``compile`` unless the model restores it);
+        the optimizer's variables are then loaded by Keras."""
+        config = keras.saving.deserialize_keras_object(config)
+        self.compile(**config)
+        if self.built:
+            self.optimizer.build(self.trainable_variables)
+
     def _shift(self, target, sample_weight):
         """Decoder inputs, labels and ``(B, T-1)`` weights (0 at padding)."""
         target = ops.cast(target, "int32")
