@@ -370,6 +370,24 @@ def test_bucketed_dataset_pads_per_bucket():
     assert shapes == [(2, 2), (2, 6)]
 
 
+@pytest.mark.parametrize("boundaries", [[3], [4, 7], [2, 5, 9]])
+def test_bucketed_dataset_knows_its_batch_count(boundaries):
+    """The declared cardinality is the count every shuffled epoch yields
+    (tf.data raises if an epoch disagrees), including partial batches and
+    lengths on a boundary."""
+    rng = np.random.default_rng(len(boundaries))
+    lengths = rng.integers(1, 11, size=53)
+    sources = [list(rng.integers(3, 12, size=n)) for n in lengths]
+    targets = [[BOS, 4, EOS]] * len(sources)
+    dataset = text.bucketed_dataset(sources, targets, batch_size=4,
+                                    boundaries=boundaries, seed=0)
+    declared = int(dataset.cardinality())
+    for _ in range(3):
+        batches = list(dataset)
+        assert len(batches) == declared
+        assert sum(len(s) for s, _ in batches) == len(sources)
+
+
 def test_bad_input_is_a_clear_error():
     model = small_model(max_source_length=6)
     with pytest.raises(ValueError, match=r"`source` is empty"):

@@ -191,7 +191,11 @@ def bucketed_dataset(
         shuffle, seed: shuffle the pairs each epoch.
 
     Returns:
-        A ``tf.data.Dataset`` of ``(source (B, S), target (B, T))``.
+        A ``tf.data.Dataset`` of ``(source (B, S), target (B, T))`` with a
+        known cardinality: each bucket holds the same pairs in every epoch
+        (only their order changes), so it yields ``ceil(pairs / B)``
+        batches, and Keras' ``fit`` neither warns that the input "ran out
+        of data" nor cuts a later epoch to the first one's length.
     """
     sources = _ragged("sources", sources)
     targets = _ragged("targets", targets)
@@ -224,6 +228,11 @@ def bucketed_dataset(
         keep = np.flatnonzero(~long)
         sources = tf.gather(sources, keep)
         targets = tf.gather(targets, keep)
+        lengths = lengths[keep]
+    # Bucket i holds lengths in [boundaries[i - 1], boundaries[i]).
+    bucket_sizes = np.bincount(
+        np.searchsorted(boundaries, lengths, side="right"))
+    batches = int(np.sum(-(-bucket_sizes // batch_size)))
     # Slices of a ragged tensor are ragged; pad, then cut each row back to
     # its length so every element is a dense 1-D tensor.
     dataset = tf.data.Dataset.from_tensor_slices((
@@ -240,6 +249,7 @@ def bucketed_dataset(
         bucket_batch_sizes=[batch_size] * (len(boundaries) + 1),
         padding_values=(pad_id, pad_id),
     )
+    dataset = dataset.apply(tf.data.experimental.assert_cardinality(batches))
     return dataset.prefetch(tf.data.AUTOTUNE)
 
 
