@@ -37,6 +37,9 @@ from kerasrnn.export import to_onnx
 VOCAB = 10          # token 0 is padding
 MAX_LENGTH = 20
 ROOT = pathlib.Path(__file__).resolve().parents[1]
+# Subprocesses run the serving/ of this checkout, installed or not.
+IN_THIS_CHECKOUT = {"cwd": ROOT,
+                    "env": {**os.environ, "PYTHONPATH": str(ROOT)}}
 
 
 def make_data(count, seed):
@@ -105,13 +108,12 @@ def main():
     # 3. Predict in a fresh process that has only numpy and onnxruntime.
     np.save(out / "test_tokens.npy", x_test)
     predictions = out / "onnx_predictions.npz"
-    command = [sys.executable, "-m", "serving", "predict", str(export_dir),
-               "--input", f"tokens={out / 'test_tokens.npy'}",
-               "--output", str(predictions)]
     print(f"\n$ python -m serving predict {export_dir} ...")
     result = subprocess.run(
-        command, capture_output=True, text=True, check=True, cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        serving_command("predict", export_dir, "--input",
+                        f"tokens={out / 'test_tokens.npy'}",
+                        "--output", predictions),
+        capture_output=True, text=True, check=True, **IN_THIS_CHECKOUT,
     )
     print(result.stdout.rstrip())
     served = np.load(predictions)["logits"]
@@ -142,15 +144,19 @@ def main():
           f"{report['accuracy_int8']:.3f}")
 
 
+def serving_command(*arguments):
+    """``python -m serving ...`` in a fresh process: numpy and onnxruntime
+    only."""
+    return [sys.executable, "-m", "serving", *map(str, arguments)]
+
+
 def ask_server(export_dir, sequences):
     """Starts ``python -m serving serve`` on a free port, posts ragged token
     sequences and a malformed request, prints the answers, stops it."""
-    command = [sys.executable, "-m", "serving", "serve", str(export_dir),
-               "--port", "0"]
     print(f"\n$ python -m serving serve {export_dir} --port 0")
     server = subprocess.Popen(
-        command, stdout=subprocess.PIPE, text=True, cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        serving_command("serve", export_dir, "--port", "0"),
+        stdout=subprocess.PIPE, text=True, **IN_THIS_CHECKOUT,
     )
     try:
         for line in server.stdout:

@@ -21,18 +21,18 @@ def record(reference, ours, theirs):
                 float(np.abs(ours - theirs).max()) if ours.size else 0.0)
 
 
-def note(reference, error):
-    """Notes one measured error under ``reference`` and returns it."""
-    worst, count = WORST.get(reference, (0.0, 0))
-    WORST[reference] = [max(worst, error), count + 1]
+def note(reference, error, count=1):
+    """Notes ``error``, the largest of ``count`` comparisons, under
+    ``reference`` and returns it."""
+    worst, total = WORST.get(reference, (0.0, 0))
+    WORST[reference] = [max(worst, error), total + count]
     return error
 
 
 def merge(figures):
     """Adds another process's :data:`WORST` into this one's."""
     for reference, (error, count) in figures.items():
-        worst, total = WORST.get(reference, (0.0, 0))
-        WORST[reference] = [max(worst, error), total + count]
+        note(reference, error, count)
 
 
 def summary_lines():
