@@ -10,8 +10,8 @@ each sequence's last real token.
 
 Steps: train in Keras -> ``kerasrnn.export.to_onnx`` (one native ONNX LSTM
 node, the mask as ``sequence_lens``) -> predict in a fresh process with
-``python -m serving predict`` (numpy + onnxruntime only) -> compare with
-Keras -> serve it over HTTP (``python -m serving serve``) and ask it, a bad
+``python -m kerasrnn_serving predict`` (numpy + onnxruntime only) -> compare with
+Keras -> serve it over HTTP (``python -m kerasrnn_serving serve``) and ask it, a bad
 request included -> int8 quantization and its accuracy change.
 
     python examples/quickstart.py [--epochs 12] [--out artifacts/quickstart]
@@ -108,7 +108,7 @@ def main():
     # 3. Predict in a fresh process that has only numpy and onnxruntime.
     np.save(out / "test_tokens.npy", x_test)
     predictions = out / "onnx_predictions.npz"
-    print(f"\n$ python -m serving predict {export_dir} ...")
+    print(f"\n$ python -m kerasrnn_serving predict {export_dir} ...")
     result = subprocess.run(
         serving_command("predict", export_dir, "--input",
                         f"tokens={out / 'test_tokens.npy'}",
@@ -145,15 +145,15 @@ def main():
 
 
 def serving_command(*arguments):
-    """``python -m serving ...`` in a fresh process: numpy and onnxruntime
+    """``python -m kerasrnn_serving ...`` in a fresh process: numpy and onnxruntime
     only."""
-    return [sys.executable, "-m", "serving", *map(str, arguments)]
+    return [sys.executable, "-m", "kerasrnn_serving", *map(str, arguments)]
 
 
 def ask_server(export_dir, sequences):
-    """Starts ``python -m serving serve`` on a free port, posts ragged token
+    """Starts ``python -m kerasrnn_serving serve`` on a free port, posts ragged token
     sequences and a malformed request, prints the answers, stops it."""
-    print(f"\n$ python -m serving serve {export_dir} --port 0")
+    print(f"\n$ python -m kerasrnn_serving serve {export_dir} --port 0")
     server = subprocess.Popen(
         serving_command("serve", export_dir, "--port", "0"),
         stdout=subprocess.PIPE, text=True, **IN_THIS_CHECKOUT,

@@ -4,15 +4,19 @@ Layout: ``cells`` (one time step) → ``layers`` (time loop, directions,
 stacks, pooling) → ``weights`` (Keras / PyTorch / ONNX layouts).
 """
 
-from kerasrnn.cells import GRUCell
-from kerasrnn.cells import LSTMCell
-from kerasrnn.cells import SimpleRNNCell
-from kerasrnn.layers import GRU
-from kerasrnn.layers import LSTM
-from kerasrnn.layers import RNN
-from kerasrnn.layers import Bidirectional
-from kerasrnn.layers import SequencePooling
-from kerasrnn.layers import SimpleRNN
+from kerasrnn import requirements
+
+requirements.check()
+
+from kerasrnn.cells import GRUCell  # noqa: E402
+from kerasrnn.cells import LSTMCell  # noqa: E402
+from kerasrnn.cells import SimpleRNNCell  # noqa: E402
+from kerasrnn.layers import GRU  # noqa: E402
+from kerasrnn.layers import LSTM  # noqa: E402
+from kerasrnn.layers import RNN  # noqa: E402
+from kerasrnn.layers import Bidirectional  # noqa: E402
+from kerasrnn.layers import SequencePooling  # noqa: E402
+from kerasrnn.layers import SimpleRNN  # noqa: E402
 
 __version__ = "0.1.0"
 

@@ -718,3 +718,88 @@ def test_result_to_lists_needs_end_id():
     assert result.to_lists(strip_end=False) == [[encode("ab")]]
     with pytest.raises(ValueError, match="`end_id` is needed"):
         result.to_lists()
+
+
+# --- forbidden tokens and per-call tensors ----------------------------------
+
+def pad_loving(steps=4):
+    """Logits that put most mass on PAD, then BOS, then 'a'; EOS after
+    ``steps`` steps (a model that never learnt that PAD and BOS are not
+    output)."""
+    def step_fn(token_ids, t):
+        base = np.full(len(VOCAB), -5.0, "float32")
+        base[[PAD, BOS, VOCAB.index("a")]] = [9.0, 8.0, 3.0]
+        end = np.full(len(VOCAB), -5.0, "float32")
+        end[EOS] = 9.0
+        logits = tf.where((t >= steps)[:, None], end, base)
+        return logits, t + 1
+    return step_fn, tf.zeros([2], "int32")
+
+
+@pytest.mark.parametrize("method,options", [
+    ("greedy", {}), ("sample", {"seed": 3}), ("sample", {"top_k": 2}),
+    ("beam", {"beam_width": 3, "num_return": 3}),
+])
+def test_forbidden_ids_are_never_generated(method, options):
+    step_fn, state = pad_loving()
+    start = tf.constant([BOS, BOS])
+    plain = decoding.decode(step_fn, start, state, EOS, 6, method=method,
+                            **options)
+    assert PAD in plain.ids.numpy()[:, :, :1]    # the defect, unmasked
+    result = decoding.decode(step_fn, start, state, EOS, 6, method=method,
+                             forbidden_ids=(PAD, BOS), **options)
+    for row in result.to_lists(strip_end=False, end_id=EOS):
+        for hypothesis in row:
+            assert PAD not in hypothesis and BOS not in hypothesis
+            assert hypothesis[-1] == EOS
+    # Probabilities are over the allowed tokens: four 'a' (each
+    # log(1 + 25 e^-8) from certain), then a near-certain EOS.
+    best = result.log_probs.numpy()[:, 0]
+    if method != "sample":
+        assert best == pytest.approx(-4 * math.log1p(25 * math.exp(-8)),
+                                     abs=2e-3)
+
+
+def test_forbidden_ids_must_not_hold_the_end_token():
+    step_fn, state = pad_loving()
+    with pytest.raises(ValueError, match="must not contain the end token"):
+        decoding.greedy_search(step_fn, [BOS, BOS], state, EOS, 5,
+                               forbidden_ids=[PAD, EOS])
+    with pytest.raises(ValueError, match="below the vocabulary size"):
+        decoding.greedy_search(step_fn, [BOS, BOS], state, EOS, 5,
+                               forbidden_ids=[len(VOCAB)])
+
+
+def test_per_call_options_as_tensors_reuse_one_trace():
+    """max_length, min_length, temperature, top_k, top_p, seed and the
+    length penalty may be scalar tensors: one graph serves every value
+    and gives the results of the Python values."""
+    step_fn, _ = markov(0)
+    state = tf.zeros([2], "int32")
+    start = tf.constant([0, 3])
+
+    @tf.function
+    def search(method, values):
+        return decoding.decode(step_fn, start, state, 5, **values,
+                               method=method)
+
+    sampled = {k: tf.constant(v) for k, v in dict(
+        max_length=8, min_length=2, temperature=0.7, top_k=4, top_p=0.9,
+        seed=11).items()}
+    beam = {k: tf.constant(v) for k, v in dict(
+        max_length=8, min_length=1, length_penalty_weight=0.6).items()}
+    for method, values, python in [
+        ("sample", sampled, dict(max_length=8, min_length=2,
+                                 temperature=0.7, top_k=4, top_p=0.9,
+                                 seed=11)),
+        ("beam", beam, dict(max_length=8, min_length=1,
+                            length_penalty_weight=0.6)),
+    ]:
+        traced = search(method, values)
+        eager = decoding.decode(step_fn, start, state, 5, method=method,
+                                **python)
+        np.testing.assert_array_equal(traced.ids, eager.ids)
+        np.testing.assert_allclose(traced.scores, eager.scores, atol=1e-5)
+    other = dict(sampled, seed=tf.constant(12), top_p=tf.constant(1.0))
+    search("sample", other)
+    assert search.experimental_get_tracing_count() == 2   # one per method

@@ -1,4 +1,5 @@
-"""The export command lines on a saved ``.keras`` model."""
+"""The export command lines on a saved ``.keras`` model: the console
+scripts ``[project.scripts]`` installs next to the interpreter."""
 
 import json
 import os
@@ -11,16 +12,15 @@ import numpy as np
 import tensorflow as tf
 
 import kerasrnn
-import serving
+import kerasrnn_serving as serving
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
+BIN = pathlib.Path(sys.executable).parent
 
 
-def run(script, *args):
+def run(command, *args):
     return subprocess.run(
-        [sys.executable, str(ROOT / "export" / script), *map(str, args)],
-        capture_output=True, text=True, cwd=ROOT, check=True,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        [str(BIN / command), *map(str, args)],
+        capture_output=True, text=True, check=True, env=dict(os.environ),
     )
 
 
@@ -34,7 +34,7 @@ def test_to_onnx_and_to_saved_model(tmp_path):
     tokens = np.array([[1, 2, 3, 0], [4, 0, 0, 0]], "int32")
     expected = np.asarray(model(tokens))
 
-    result = run("to_onnx.py", tmp_path / "model.keras", tmp_path / "onnx",
+    result = run("kerasrnn-to-onnx", tmp_path / "model.keras", tmp_path / "onnx",
                  "--output-names", "logits", "--quantize")
     assert '"LSTM": 2' in result.stdout
     assert "max |keras - onnxruntime|" in result.stdout
@@ -44,7 +44,7 @@ def test_to_onnx_and_to_saved_model(tmp_path):
     outputs = serving.Predictor(tmp_path / "onnx").predict(tokens)
     np.testing.assert_allclose(outputs["logits"], expected, atol=1e-5)
 
-    run("to_saved_model.py", tmp_path / "model.keras", tmp_path / "sm" / "1",
+    run("kerasrnn-to-saved-model", tmp_path / "model.keras", tmp_path / "sm" / "1",
         "--output-names", "logits")
     function = tf.saved_model.load(str(tmp_path / "sm" / "1")).signatures[
         "serving_default"]

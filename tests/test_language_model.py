@@ -311,3 +311,21 @@ def test_bad_model_arguments_and_prompts_give_clear_errors():
         model.generate("a", other, 5)
     with pytest.raises(ValueError, match="carries states for batch_size=2"):
         small_model(stateful=True, batch_size=2)(np.zeros((3, 4), "int32"))
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+def test_every_optimizer_trains_a_model_built_by_the_trainer(optimizer):
+    """As in the README: the model is not called before training, so its
+    weights and the optimizer's slots are created by the trainer (Adam's
+    moments once crashed the retraced step)."""
+    text = "hello world, hello kerasrnn. "
+    vocabulary = Vocabulary.build(tokenize(text, "char"), "char")
+    ids, _ = vocabulary.encode(tokenize(text * 10, "char"))
+    model = LanguageModel(vocabulary.size, 16, 16, num_layers=1)
+    rate = {"sgd": 1.0, "adam": 0.02}[optimizer]
+    trainer = TBPTTTrainer(model, batch_size=4, num_steps=10,
+                           learning_rate=rate, optimizer=optimizer)
+    losses = [trainer.train_epoch(ids, epoch, verbose=0)["loss"]
+              for epoch in range(1, 4)]
+    assert all(np.isfinite(losses))
+    assert losses[-1] < losses[0] - 0.3

@@ -1,6 +1,9 @@
 """Seq2Seq: teacher forcing equals stepping, scheduled sampling, masks,
 attention and metrics against NumPy, training, save/load, bad input."""
 
+import traceback
+import warnings
+
 import keras
 import numpy as np
 import pytest
@@ -14,6 +17,7 @@ from kerasrnn.models import ScheduledSampling
 from kerasrnn.models import Seq2Seq
 from kerasrnn.models import SequenceExactMatch
 from kerasrnn.models import text
+from kerasrnn.models.seq2seq import GENERATE_CACHE_SIZE
 
 PAD, BOS, EOS = 0, 1, 2
 VOCAB = 12  # 3..11 are symbols
@@ -413,8 +417,8 @@ def test_bad_input_is_a_clear_error():
         model(np.array([[3]]))
     model.compile()
     source, target = reverse_data(4, seed=0)
-    with pytest.raises(tf.errors.InvalidArgumentError,
-                       match="must start with bos_id=1"):
+    with pytest.raises(ValueError, match=r"target row 0 starts with id \d+; "
+                       "every target must be \\[bos_id=1"):
         model.fit(source, target[:, 1:], verbose=0)
     with pytest.raises(ValueError, match="missing"):
         text.Tokenizer("word", vocabulary=["", "[UNK]", "a", "b"])
@@ -439,3 +443,191 @@ def test_bad_input_is_a_clear_error():
 def test_bad_configuration_is_a_clear_error(overrides, message):
     with pytest.raises(ValueError, match=message):
         small_model(**overrides)
+
+
+# --- defects a new user hit -------------------------------------------------
+
+def pad_and_bos_favoured():
+    """A model whose output layer prefers PAD, then BOS, to every token."""
+    model = small_model(attention="bahdanau")
+    bias = model.decoder.output_layer.bias
+    bias.assign(np.eye(VOCAB, dtype="float32")[PAD] * 50
+                + np.eye(VOCAB, dtype="float32")[BOS] * 40)
+    return model
+
+
+@pytest.mark.parametrize("method,options", [
+    ("greedy", {}), ("sample", {"seed": 0}),
+    ("beam", {"beam_width": 3, "num_return": 3}),
+])
+def test_generate_never_emits_padding_or_bos(method, options):
+    model = pad_and_bos_favoured()
+    source, _ = reverse_data(4, seed=1)
+    result = model.generate(source, method=method, max_length=6, **options)
+    ids, lengths = result.ids.numpy(), result.lengths.numpy()
+    for row in range(4):
+        for k in range(ids.shape[1]):
+            generated = ids[row, k, :lengths[row, k]]
+            assert PAD not in generated and BOS not in generated
+    # The favoured tokens were what the unmasked search picked.
+    logits, _ = model.decode_step(tf.fill([1], BOS),
+                                  model.encode(source[:1]))
+    assert int(tf.argmax(logits[0])) == PAD
+
+
+def test_generate_traces_once_for_every_seed_and_bounds_its_cache():
+    model = small_model()
+    source, _ = reverse_data(3, seed=2)
+    samples = [model.generate(source, method="sample", seed=seed,
+                              temperature=0.5 + seed / 10, top_k=5).ids
+               for seed in range(6)]
+    assert len(model._generate_functions) == 1
+    function = next(iter(model._generate_functions.values()))
+    assert function.experimental_get_tracing_count() == 1
+    assert any(not np.array_equal(samples[0], s) for s in samples[1:])
+    np.testing.assert_array_equal(
+        model.generate(source, method="sample", seed=3, temperature=0.8,
+                       top_k=5).ids, samples[3])
+    for max_length in (2, 5, 9):          # per call, no new trace
+        assert model.generate(source, max_length=max_length).ids.shape[
+            -1] == max_length
+    assert len(model._generate_functions) == 2
+    for width in range(1, GENERATE_CACHE_SIZE + 4):
+        model.generate(source, method="beam", beam_width=width,
+                       max_length=3)
+    assert len(model._generate_functions) == GENERATE_CACHE_SIZE
+
+
+@pytest.mark.parametrize("options,message", [
+    ({"max_length": 0}, r"`max_length` must be an integer >= 1. "
+     r"Received: max_length=0"),
+    ({"method": "beam", "beam_width": 0}, "beam_width=0"),
+    ({"method": "beam", "beam_width": 2, "num_return": 3},
+     "must not exceed `beam_width`"),
+    ({"method": "sample", "temperature": 0}, "temperature=0"),
+    ({"method": "sample", "top_p": 2}, "top_p=2"),
+    ({"beam_width": 3}, r"method='greedy' takes the options "
+     r"\['min_length'\]. Received unknown options: \['beam_width'\]"),
+    ({"method": "beam", "top_k": 3}, r"method='beam' takes the options"),
+])
+def test_generate_options_are_checked_before_tracing(options, message):
+    model = small_model()
+    with pytest.raises(ValueError, match=message) as error:
+        model.generate(np.array([[3, 4]]), **options)
+    frames = "".join(traceback.format_tb(error.value.__traceback__))
+    assert "tf__" not in frames and "autograph" not in frames
+    assert not model._generate_functions
+
+
+def test_fit_checks_the_data_and_names_the_row():
+    model = small_model()
+    model.compile()
+    source, target = reverse_data(8, seed=3)
+    bad_ids = target.copy()
+    bad_ids[5, 2] = 54
+    with pytest.raises(ValueError, match=r"target row 5, step 2 holds id 54,"
+                       r" outside \[0, target_vocabulary_size=12\)"):
+        model.fit(source, bad_ids, verbose=0)
+    bad_source = source.copy()
+    bad_source[1, 0] = -1
+    with pytest.raises(ValueError, match="source row 1, step 0 holds id -1"):
+        model.fit(bad_source, target, verbose=0)
+    bos_only = target.copy()
+    bos_only[3] = [BOS] + [PAD] * (target.shape[1] - 1)
+    with pytest.raises(ValueError, match="target row 3 has no token after "
+                       "BOS"):
+        model.fit(source, bos_only, verbose=0)
+    eos_only = target.copy()
+    eos_only[2] = [EOS] + [PAD] * (target.shape[1] - 1)
+    with pytest.raises(ValueError, match="target row 2 starts with id 2"):
+        model.fit(tf.data.Dataset.from_tensor_slices(
+            (source, eos_only)).batch(4), verbose=0)
+    with pytest.raises(ValueError, match="validation_data: target row 3"):
+        model.fit(source, target, validation_data=(source, bos_only),
+                  verbose=0)
+
+
+def test_tokenizers_are_saved_with_the_model(tmp_path):
+    sources = text.Tokenizer("char")
+    sources.adapt(["12+3", "45+6"])
+    targets = text.Tokenizer("char")
+    targets.adapt(["15", "51"])
+    model = Seq2Seq(sources.vocabulary_size, targets.vocabulary_size,
+                    bos_id=targets.bos_id, eos_id=targets.eos_id, units=16,
+                    source_tokenizer=sources, target_tokenizer=targets,
+                    max_target_length=5)
+    expected = model.generate_text(["12+3", "9+9"])
+    path = tmp_path / "model.keras"
+    model.save(path)
+    restored = keras.models.load_model(path)
+    assert restored.source_tokenizer.vocabulary == sources.vocabulary
+    assert restored.target_tokenizer.vocabulary == targets.vocabulary
+    assert restored.generate_text(["12+3", "9+9"]) == expected
+    sources.save(tmp_path / "tokens.json")
+    assert text.Tokenizer.load(tmp_path / "tokens.json").vocabulary == (
+        sources.vocabulary)
+    with pytest.raises(ValueError, match="has 8 tokens but the model's "
+                       "vocabulary has 12"):
+        small_model(source_tokenizer=text.Tokenizer(
+            "char", vocabulary=["", "[UNK]", "[BOS]", "[EOS]", *"abcd"]))
+    with pytest.raises(ValueError, match="needs the tokenizers"):
+        small_model().generate_text("abc")
+
+
+def test_metrics_declare_their_direction_for_callbacks(tmp_path):
+    model = small_model()
+    model.compile()
+    source, target = reverse_data(32, seed=4)
+    callbacks = [keras.callbacks.ModelCheckpoint(
+        str(tmp_path / f"{name}.keras"), monitor=f"val_{name}",
+        save_best_only=True) for name in
+        ("exact_match", "token_accuracy", "perplexity")]
+    model.fit(source, target, validation_data=(source, target), epochs=1,
+              verbose=0, callbacks=callbacks)
+    ops = {c.monitor: c.monitor_op for c in callbacks}
+    assert ops["val_exact_match"] is keras.ops.greater
+    assert ops["val_token_accuracy"] is keras.ops.greater
+    assert ops["val_perplexity"] is keras.ops.less
+
+
+def test_initializers_are_arguments_and_round_trip():
+    model = small_model(attention="bahdanau", units=32, embedding_dim=32)
+    # The default embedding is N(0, 1), PyTorch's, not Keras' U(-0.05, 0.05).
+    for embedding in (model.source_embedding, model.decoder.embedding):
+        assert np.std(embedding.embeddings.numpy()) == pytest.approx(
+            1.0, abs=0.1)
+    constant = {"class_name": "Constant", "config": {"value": 0.25}}
+    custom = small_model(   # a GRU: an LSTM's forget bias starts at 1
+        cell="gru", attention="bahdanau", bridge="dense",
+        embeddings_initializer=constant, kernel_initializer=constant,
+        recurrent_initializer=constant, bias_initializer=constant,
+        attention_initializer=constant, output_initializer=constant,
+    )
+    for variable in custom.trainable_variables:
+        np.testing.assert_array_equal(variable.numpy(), 0.25,
+                                      err_msg=variable.path)
+    clone = Seq2Seq.from_config(custom.get_config())
+    assert clone.get_config() == custom.get_config()
+    with pytest.raises(ValueError, match="`kernel_initializer` must be a "
+                       "Keras initializer"):
+        small_model(kernel_initializer="no_such_initializer")
+
+
+def test_bahdanau_under_mixed_precision_masks_without_overflow():
+    keras.config.set_dtype_policy("mixed_float16")
+    try:
+        attention = BahdanauAttention(4)
+        query = np.ones((2, 3), "float16")
+        memory = np.random.default_rng(0).normal(size=(2, 5, 3))
+        memory = memory.astype("float16")
+        mask = np.array([[1, 1, 0, 0, 0], [1, 0, 0, 0, 0]], bool)
+        attention.build(query.shape, memory.shape)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            _, alignments = attention(
+                query, attention.precompute(memory), memory, mask)
+    finally:
+        keras.config.set_dtype_policy("float32")
+    alignments = np.asarray(alignments, "float32")
+    np.testing.assert_array_equal(alignments[~mask], 0.0)
+    np.testing.assert_allclose(alignments.sum(-1), 1.0, atol=1e-3)

@@ -1,4 +1,4 @@
-"""The TensorFlow-free ``serving.Predictor``: results, batching, providers,
+"""The TensorFlow-free ``kerasrnn_serving.Predictor``: results, batching, providers,
 input checks, the command line, and that it never imports TensorFlow."""
 
 import json
@@ -13,7 +13,7 @@ import onnxruntime
 import pytest
 
 import kerasrnn
-import serving
+import kerasrnn_serving as serving
 from kerasrnn.export import quantize_onnx
 from kerasrnn.export import to_onnx
 from kerasrnn.export.onnx import call_model
@@ -245,7 +245,7 @@ def test_command_line_predict(tagger, tmp_path):
     ids = padded_tokens([6, 3], 6)
     np.save(tmp_path / "tokens.npy", ids)
     result = subprocess.run(
-        [sys.executable, "-m", "serving", "predict", str(directory),
+        [sys.executable, "-m", "kerasrnn_serving", "predict", str(directory),
          "--input", f"tokens={tmp_path / 'tokens.npy'}",
          "--output", str(tmp_path / "out.npz")],
         capture_output=True, text=True, cwd=ROOT,
@@ -257,7 +257,7 @@ def test_command_line_predict(tagger, tmp_path):
     np.testing.assert_allclose(saved["scores"], expected["scores"])
     np.save(tmp_path / "floats.npy", ids.astype("float32"))
     bad = subprocess.run(
-        [sys.executable, "-m", "serving", "predict", str(directory),
+        [sys.executable, "-m", "kerasrnn_serving", "predict", str(directory),
          "--input", f"tokens={tmp_path / 'floats.npy'}"],
         capture_output=True, text=True, cwd=ROOT,
         env={**os.environ, "PYTHONPATH": str(ROOT)}, check=False,

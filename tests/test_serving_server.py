@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 import kerasrnn
-import serving
+import kerasrnn_serving as serving
 from kerasrnn.export import to_onnx
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -30,7 +30,7 @@ def server(tmp_path_factory):
     to_onnx(keras.Model(ids, keras.layers.Dense(2, name="logits")(x)),
             directory)
     process = subprocess.Popen(
-        [sys.executable, "-m", "serving", "serve", str(directory),
+        [sys.executable, "-m", "kerasrnn_serving", "serve", str(directory),
          "--port", "0"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
         env={**os.environ, "PYTHONPATH": str(ROOT)},

@@ -45,14 +45,17 @@ import collections
 import tensorflow as tf
 
 from kerasrnn.decoding.checks import call_step
+from kerasrnn.decoding.checks import check_forbidden_ids
 from kerasrnn.decoding.checks import check_int
 from kerasrnn.decoding.checks import check_lengths
 from kerasrnn.decoding.checks import check_logits
 from kerasrnn.decoding.checks import check_start_ids
 from kerasrnn.decoding.checks import check_state
 from kerasrnn.decoding.checks import check_step_fn
+from kerasrnn.decoding.checks import scalar_tensor
 from kerasrnn.decoding.logits import NEG_INF
 from kerasrnn.decoding.logits import forbid_token
+from kerasrnn.decoding.logits import forbid_tokens
 from kerasrnn.decoding.result import DecodingResult
 
 # A set of hypotheses per row: ids (B, N, T), the others (B, N).
@@ -82,9 +85,25 @@ def gather_beams(nest, flat_indices):
 def length_penalty(lengths, alpha):
     """GNMT length penalty ``lp(n) = ((5 + n) / 6) ** alpha`` (1 for
     ``alpha = 0``)."""
-    if alpha == 0:
+    if not tf.is_tensor(alpha) and alpha == 0:
         return tf.ones_like(lengths, "float32")
     return tf.pow((5.0 + tf.cast(lengths, "float32")) / 6.0, alpha)
+
+
+def check_length_penalty(length_penalty_weight):
+    """α as a float >= 0 (or a scalar tensor checked by the caller)."""
+    if tf.is_tensor(length_penalty_weight):
+        return scalar_tensor(
+            "length_penalty_weight", length_penalty_weight, "float32"
+        )
+    if isinstance(length_penalty_weight, bool) or not isinstance(
+        length_penalty_weight, (int, float)
+    ) or length_penalty_weight < 0:
+        raise ValueError(
+            "`length_penalty_weight` must be a number >= 0. Received: "
+            f"length_penalty_weight={length_penalty_weight!r}"
+        )
+    return float(length_penalty_weight)
 
 
 def _select(hypotheses, indices):
@@ -120,6 +139,7 @@ def beam_search(
     num_return=1,
     min_length=0,
     pad_id=0,
+    forbidden_ids=None,
 ):
     """Keeps the ``beam_width`` best live hypotheses per row and a pool of
     the ``beam_width`` best finished ones (see module doc).
@@ -131,7 +151,7 @@ def beam_search(
 
     Args:
         step_fn, start_ids, initial_state, end_id, max_length, min_length,
-            pad_id: as in ``greedy_search``; ``step_fn`` sees
+            pad_id, forbidden_ids: as in ``greedy_search``; ``step_fn`` sees
             ``B * beam_width`` rows, and every state leaf is tiled and
             reordered along its leading axis.
         beam_width: K, an integer >= 1.
@@ -153,17 +173,11 @@ def beam_search(
             "`num_return` must not exceed `beam_width`. Received: "
             f"num_return={num_return}, beam_width={beam_width}"
         )
-    if isinstance(length_penalty_weight, bool) or not isinstance(
-        length_penalty_weight, (int, float)
-    ) or length_penalty_weight < 0:
-        raise ValueError(
-            "`length_penalty_weight` must be a number >= 0. Received: "
-            f"length_penalty_weight={length_penalty_weight!r}"
-        )
-    alpha = float(length_penalty_weight)
-    check_lengths(max_length, min_length)
+    alpha = check_length_penalty(length_penalty_weight)
+    max_length, min_length = check_lengths(max_length, min_length)
     check_int("end_id", end_id, 0, allow_none=True)
     check_int("pad_id", pad_id, 0)
+    forbidden_ids = check_forbidden_ids(forbidden_ids, end_id)
     start_ids = check_start_ids(start_ids)
     state = check_state(initial_state, start_ids.shape[0])
     width = beam_width
@@ -188,8 +202,11 @@ def beam_search(
 
     def body(t, tokens, state, live_ids, live_log_probs, finished):
         logits, state = call_step(step_fn, tokens, state)
-        logits = check_logits(logits, end_id, pad_id)
-        if end_id is not None and min_length > 0:
+        logits = check_logits(logits, end_id, pad_id, forbidden_ids)
+        logits = forbid_tokens(logits, forbidden_ids)
+        if end_id is not None and (
+            tf.is_tensor(min_length) or min_length > 0
+        ):
             logits = forbid_token(logits, end_id, t < min_length)
         vocabulary = tf.shape(logits)[-1]
         candidate_log_probs = tf.reshape(

@@ -13,8 +13,15 @@ def check_step_fn(step_fn):
 
 
 def check_int(name, value, minimum, allow_none=False):
+    """``value`` if it is an int >= ``minimum`` (or None when allowed).
+
+    A scalar integer tensor passes as an int32 tensor: its value is only
+    known when the graph runs, so the caller checks it beforehand (this is
+    how ``Seq2Seq.generate`` traces one graph for every value)."""
     if value is None and allow_none:
         return None
+    if tf.is_tensor(value):
+        return scalar_tensor(name, value, "int32")
     if isinstance(value, bool) or not isinstance(value, int) or (
         value < minimum
     ):
@@ -26,14 +33,52 @@ def check_int(name, value, minimum, allow_none=False):
     return value
 
 
+def scalar_tensor(name, value, dtype):
+    """A scalar tensor ``value`` cast to ``dtype``; any other shape, or a
+    non-numeric dtype, is an error naming ``name``."""
+    if value.shape.rank != 0 or not (
+        value.dtype.is_integer or value.dtype.is_floating
+    ):
+        raise ValueError(
+            f"`{name}` must be a number or a scalar numeric tensor. "
+            f"Received: {name} of shape {tuple(value.shape)} and dtype "
+            f"{value.dtype.name}"
+        )
+    return tf.cast(value, dtype)
+
+
 def check_lengths(max_length, min_length):
-    check_int("max_length", max_length, 1)
-    check_int("min_length", min_length, 0)
+    """The lengths checked (ints, or scalar int32 tensors)."""
+    max_length = check_int("max_length", max_length, 1)
+    min_length = check_int("min_length", min_length, 0)
+    if tf.is_tensor(max_length) or tf.is_tensor(min_length):
+        return max_length, min_length
     if min_length > max_length:
         raise ValueError(
             "`min_length` must not exceed `max_length`. Received: "
             f"min_length={min_length}, max_length={max_length}"
         )
+    return max_length, min_length
+
+
+def check_forbidden_ids(forbidden_ids, end_id):
+    """``forbidden_ids`` as a sorted tuple of distinct ints >= 0, none of
+    them ``end_id``."""
+    if forbidden_ids is None:
+        return ()
+    if isinstance(forbidden_ids, int) and not isinstance(
+        forbidden_ids, bool
+    ):
+        forbidden_ids = (forbidden_ids,)
+    ids = []
+    for value in forbidden_ids:
+        ids.append(check_int("forbidden_ids", value, 0))
+    if end_id is not None and end_id in ids:
+        raise ValueError(
+            "`forbidden_ids` must not contain the end token "
+            f"end_id={end_id}. Received: forbidden_ids={sorted(ids)}"
+        )
+    return tuple(sorted(set(ids)))
 
 
 def check_start_ids(start_ids):
@@ -70,7 +115,7 @@ def check_state(state, batch_size):
     return state
 
 
-def check_logits(logits, end_id, pad_id):
+def check_logits(logits, end_id, pad_id, forbidden_ids=()):
     """Static checks on the first logits ``step_fn`` returns."""
     logits = tf.convert_to_tensor(logits)
     if logits.shape.rank != 2:
@@ -80,7 +125,10 @@ def check_logits(logits, end_id, pad_id):
         )
     vocabulary = logits.shape[-1]
     if vocabulary is not None:
-        for name, value in (("end_id", end_id), ("pad_id", pad_id)):
+        named = [("end_id", end_id), ("pad_id", pad_id)] + [
+            ("forbidden_ids", value) for value in forbidden_ids
+        ]
+        for name, value in named:
             if value is not None and value >= vocabulary:
                 raise ValueError(
                     f"`{name}` must be a token id below the vocabulary "

@@ -4,6 +4,7 @@ Both run one ``tf.while_loop`` over fixed-size buffers, so they work
 eagerly, inside ``tf.function`` and under XLA. Each step::
 
     logits, state = step_fn(tokens, state)            # (B, V)
+    logits[forbidden_ids] = -inf     (never generated: padding, BOS)
     logits[end_id] = -inf            while t < min_length
     y_t = argmax(logits)                               # greedy
     y_t ~ softmax(top_p(top_k(logits / temperature)))  # sampling
@@ -18,6 +19,7 @@ import tensorflow as tf
 
 from kerasrnn.decoding.beam import tile_batch
 from kerasrnn.decoding.checks import call_step
+from kerasrnn.decoding.checks import check_forbidden_ids
 from kerasrnn.decoding.checks import check_int
 from kerasrnn.decoding.checks import check_lengths
 from kerasrnn.decoding.checks import check_logits
@@ -29,6 +31,7 @@ from kerasrnn.decoding.logits import check_temperature
 from kerasrnn.decoding.logits import check_top_k
 from kerasrnn.decoding.logits import check_top_p
 from kerasrnn.decoding.logits import forbid_token
+from kerasrnn.decoding.logits import forbid_tokens
 from kerasrnn.decoding.logits import top_k_filter
 from kerasrnn.decoding.logits import top_p_filter
 from kerasrnn.decoding.result import DecodingResult
@@ -42,6 +45,7 @@ def greedy_search(
     max_length,
     min_length=0,
     pad_id=0,
+    forbidden_ids=None,
 ):
     """Picks the most probable token at every step.
 
@@ -57,13 +61,20 @@ def greedy_search(
         min_length: the end token is forbidden for the first ``min_length``
             steps.
         pad_id: written after a row's end token.
+        forbidden_ids: token ids never generated (None: none), e.g. the
+            padding and start tokens of a model's vocabulary; their
+            probability is 0 in every step.
+
+    ``max_length``, ``min_length`` (and the sampling options) may also be
+    scalar tensors, so that one traced graph serves every value; they are
+    then not checked here.
 
     Returns:
         A ``DecodingResult`` with ``K = 1``.
     """
     return _token_by_token(
         step_fn, start_ids, initial_state, end_id, max_length, min_length,
-        pad_id, _argmax,
+        pad_id, forbidden_ids, _argmax,
     )
 
 
@@ -75,6 +86,7 @@ def sample(
     max_length,
     min_length=0,
     pad_id=0,
+    forbidden_ids=None,
     temperature=1.0,
     top_k=None,
     top_p=None,
@@ -92,7 +104,7 @@ def sample(
 
     Args:
         step_fn, start_ids, initial_state, end_id, max_length, min_length,
-            pad_id: as in ``greedy_search``.
+            pad_id, forbidden_ids: as in ``greedy_search``.
         temperature: > 0 (as it goes to 0 sampling becomes greedy search;
             0 itself is an error: use ``greedy_search``).
         top_k: None or an integer >= 1.
@@ -138,7 +150,7 @@ def sample(
         initial_state = tile_batch(initial_state, num_samples)
     result = _token_by_token(
         step_fn, start_ids, initial_state, end_id, max_length, min_length,
-        pad_id, draw,
+        pad_id, forbidden_ids, draw,
     )
     if num_samples == 1:
         return result
@@ -162,12 +174,13 @@ def _untile(tensor, count):
 
 def _token_by_token(
     step_fn, start_ids, initial_state, end_id, max_length, min_length,
-    pad_id, select,
+    pad_id, forbidden_ids, select,
 ):
     check_step_fn(step_fn)
-    check_lengths(max_length, min_length)
+    max_length, min_length = check_lengths(max_length, min_length)
     check_int("end_id", end_id, 0, allow_none=True)
     check_int("pad_id", pad_id, 0)
+    forbidden_ids = check_forbidden_ids(forbidden_ids, end_id)
     start_ids = check_start_ids(start_ids)
     batch_static = start_ids.shape[0]
     state = check_state(initial_state, batch_static)
@@ -176,8 +189,11 @@ def _token_by_token(
 
     def body(t, tokens, state, ids, lengths, log_probs, finished):
         logits, state = call_step(step_fn, tokens, state)
-        logits = check_logits(logits, end_id, pad_id)
-        if end_id is not None and min_length > 0:
+        logits = check_logits(logits, end_id, pad_id, forbidden_ids)
+        logits = forbid_tokens(logits, forbidden_ids)
+        if end_id is not None and (
+            tf.is_tensor(min_length) or min_length > 0
+        ):
             logits = forbid_token(logits, end_id, t < min_length)
         chosen = select(logits, t)
         step_log_probs = tf.gather(

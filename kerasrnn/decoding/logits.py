@@ -1,4 +1,4 @@
-"""Logit processors: temperature, top-k, top-p, forbidding a token.
+"""Logit processors: temperature, top-k, top-p, forbidding tokens.
 
 Each takes float ``logits (B, V)`` and returns logits of the same shape in
 which excluded tokens are ``-inf``, so ``softmax`` gives them probability 0.
@@ -6,11 +6,16 @@ which excluded tokens are ``-inf``, so ``softmax`` gives them probability 0.
 
 import tensorflow as tf
 
+from kerasrnn.decoding.checks import scalar_tensor
+
 NEG_INF = float("-inf")
 
 
 def check_temperature(temperature):
-    """``temperature`` must be a number > 0 (use greedy search for 0)."""
+    """``temperature`` must be a number > 0 (use greedy search for 0), or
+    a scalar tensor checked by the caller."""
+    if tf.is_tensor(temperature):
+        return scalar_tensor("temperature", temperature, "float32")
     if isinstance(temperature, bool) or not isinstance(
         temperature, (int, float)
     ) or not temperature > 0:
@@ -23,9 +28,12 @@ def check_temperature(temperature):
 
 
 def check_top_k(top_k):
-    """``top_k`` must be None or an integer >= 1."""
+    """``top_k`` must be None or an integer >= 1 (or a scalar tensor
+    checked by the caller)."""
     if top_k is None:
         return None
+    if tf.is_tensor(top_k):
+        return scalar_tensor("top_k", top_k, "int32")
     if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
         raise ValueError(
             "`top_k` must be None or an integer >= 1. Received: "
@@ -35,9 +43,12 @@ def check_top_k(top_k):
 
 
 def check_top_p(top_p):
-    """``top_p`` must be None or a number in (0, 1]."""
+    """``top_p`` must be None or a number in (0, 1] (or a scalar tensor
+    checked by the caller)."""
     if top_p is None:
         return None
+    if tf.is_tensor(top_p):
+        return scalar_tensor("top_p", top_p, "float32")
     if isinstance(top_p, bool) or not isinstance(
         top_p, (int, float)
     ) or not 0.0 < top_p <= 1.0:
@@ -50,7 +61,7 @@ def check_top_p(top_p):
 
 def apply_temperature(logits, temperature):
     """``logits / temperature``: sharper below 1, flatter above."""
-    if temperature == 1.0:
+    if not tf.is_tensor(temperature) and temperature == 1.0:
         return logits
     return logits / temperature
 
@@ -71,7 +82,7 @@ def top_p_filter(logits, top_p):
     ``Σ_{i<j} p_i < top_p``, so the most probable token is always kept.
     Tokens tied with the last kept logit are kept too.
     """
-    if top_p >= 1.0:
+    if not tf.is_tensor(top_p) and top_p >= 1.0:
         return logits
     sorted_logits = tf.sort(logits, axis=-1, direction="DESCENDING")
     mass_before = tf.cumsum(
@@ -79,7 +90,10 @@ def top_p_filter(logits, top_p):
     )
     kept = tf.where(mass_before < top_p, sorted_logits, float("inf"))
     threshold = tf.reduce_min(kept, axis=-1, keepdims=True)
-    return tf.where(logits >= threshold, logits, NEG_INF)
+    filtered = tf.where(logits >= threshold, logits, NEG_INF)
+    if tf.is_tensor(top_p):
+        return tf.where(top_p >= 1.0, logits, filtered)
+    return filtered
 
 
 def forbid_token(logits, token_id, condition):
@@ -88,4 +102,17 @@ def forbid_token(logits, token_id, condition):
     ``min_length``)."""
     columns = tf.range(tf.shape(logits)[-1])
     hit = tf.logical_and(tf.equal(columns, token_id), condition)
+    return tf.where(hit[tf.newaxis, :], NEG_INF, logits)
+
+
+def forbid_tokens(logits, token_ids):
+    """Sets the columns ``token_ids`` (a tuple of ints) to ``-inf`` in
+    every row: tokens that are never valid output, such as padding or the
+    start token."""
+    if not token_ids:
+        return logits
+    columns = tf.range(tf.shape(logits)[-1])
+    hit = tf.reduce_any(
+        tf.equal(columns[:, tf.newaxis], tf.constant(token_ids)), axis=-1
+    )
     return tf.where(hit[tf.newaxis, :], NEG_INF, logits)

@@ -8,7 +8,7 @@
 * ``quantize_onnx(directory)``: int8 dynamic quantization of that model,
   with the change in outputs it causes.
 
-Serve the result with the TensorFlow-free ``serving`` package (numpy and
+Serve the result with the TensorFlow-free ``kerasrnn_serving`` package (numpy and
 onnxruntime only).
 """
 

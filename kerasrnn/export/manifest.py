@@ -1,7 +1,7 @@
 """The JSON manifest written beside an exported ONNX model.
 
 It tells a runtime how to feed the model without reading the graph (the
-TensorFlow-free ``serving.Predictor`` reads it), and records what was
+TensorFlow-free ``kerasrnn_serving.Predictor`` reads it), and records what was
 exported. Keys (format ``kerasrnn-onnx``, version 1)::
 
     model_name, model_file ("model.onnx"), opset, ir_version
@@ -13,6 +13,13 @@ exported. Keys (format ``kerasrnn-onnx``, version 1)::
     versions: {kerasrnn, keras, onnx}
     parity?: {max_abs_error, batch_size, steps}     (export-time check)
     quantized?: {file, ...}                         (quantize_onnx)
+    precision?: {source_dtype_policies, exported,   (a mixed-precision
+                 max_abs_difference_to_source}       model, see precision)
+
+Input names are the ``keras.Input`` names; an input Keras named itself
+(``keras_tensor_7``: the counter depends on how many tensors the process
+made before) is named ``inputs`` (one input) or ``inputs_{i}``, so that a
+model exports with the same names in every process (``input_names``).
 
 ``shape`` lists ints, ``"batch"``, a time name (``"time"``) or null
 (unknown). ``padding`` describes a right-padded sequence input:
@@ -24,10 +31,29 @@ input, True at real steps). Real steps must come first in every row.
 
 import json
 import pathlib
+import re
 
 FORMAT = "kerasrnn-onnx"
 FORMAT_VERSION = 1
 MANIFEST_FILE = "manifest.json"
+# The names Keras gives an unnamed keras.Input.
+_KERAS_GENERATED = re.compile(r"keras_tensor(_\d+)?")
+
+
+def input_names(inputs):
+    """The exported names of a model's input tensors (see the module
+    doc)."""
+    names = []
+    for index, tensor in enumerate(inputs):
+        if _KERAS_GENERATED.fullmatch(tensor.name):
+            names.append("inputs" if len(inputs) == 1 else f"inputs_{index}")
+        else:
+            names.append(tensor.name)
+    if len(set(names)) != len(names):
+        raise ValueError(
+            f"The model's inputs must have distinct names. Received: {names}"
+        )
+    return names
 
 
 def tensor_entry(name, dtype, shape, **notes):

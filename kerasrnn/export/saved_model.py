@@ -17,6 +17,7 @@ import numpy as np
 import tensorflow as tf
 from tensorflow.core.protobuf import saved_model_pb2
 
+from kerasrnn.export import manifest as manifest_lib
 from kerasrnn.export.manifest import tensor_entry
 from kerasrnn.export.onnx import PARITY_ATOL
 from kerasrnn.export.onnx import PARITY_RTOL
@@ -47,13 +48,13 @@ def to_saved_model(model, directory, *, output_names=None, verify=True):
         shape) and, with ``verify``, ``parity``.
     """
     inputs, outputs, names = _signature(model, output_names)
-    input_names = [tensor.name for tensor in inputs]
+    input_names = manifest_lib.input_names(inputs)
     specs = {
-        tensor.name: tf.TensorSpec(
+        name: tf.TensorSpec(
             tensor.shape, keras.backend.standardize_dtype(tensor.dtype),
-            name=tensor.name,
+            name=name,
         )
-        for tensor in inputs
+        for tensor, name in zip(inputs, input_names)
     }
 
     def serve(features):
@@ -152,11 +153,12 @@ def _input_entries(model):
         default=2,
     )
     entries = []
-    for tensor in model.inputs:
+    for tensor, name in zip(model.inputs,
+                            manifest_lib.input_names(model.inputs)):
         shape = ["batch" if size is None and axis == 0 else size
                  for axis, size in enumerate(tensor.shape)]
         entries.append(tensor_entry(
-            tensor.name, keras.backend.standardize_dtype(tensor.dtype),
+            name, keras.backend.standardize_dtype(tensor.dtype),
             shape, vocabulary_size=vocabulary,
         ))
     return entries

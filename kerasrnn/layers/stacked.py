@@ -400,9 +400,57 @@ class StackedRecurrent(keras.layers.Layer):
 
 @keras.saving.register_keras_serializable(package="kerasrnn")
 class SimpleRNN(StackedRecurrent):
-    """Elman RNN layer(s); see ``SimpleRNNCell`` and ``StackedRecurrent``."""
+    """Elman RNN layer(s); see ``SimpleRNNCell`` and ``StackedRecurrent``.
+
+    The arguments are ``keras.layers.SimpleRNN``'s, in its order, then
+    kerasrnn's stacking options (``StackedRecurrent``)."""
 
     cell_class = SimpleRNNCell
+
+    def __init__(
+        self,
+        units,
+        activation="tanh",
+        use_bias=True,
+        kernel_initializer="glorot_uniform",
+        recurrent_initializer="orthogonal",
+        bias_initializer="zeros",
+        kernel_regularizer=None,
+        recurrent_regularizer=None,
+        bias_regularizer=None,
+        activity_regularizer=None,
+        kernel_constraint=None,
+        recurrent_constraint=None,
+        bias_constraint=None,
+        dropout=0.0,
+        recurrent_dropout=0.0,
+        seed=None,
+        return_sequences=False,
+        return_state=False,
+        go_backwards=False,
+        stateful=False,
+        unroll=False,
+        zero_output_for_mask=False,
+        num_layers=1,
+        bidirectional=False,
+        merge_mode="concat",
+        inter_layer_dropout=0.0,
+        residual=False,
+        state_layout="keras",
+        **kwargs,
+    ):
+        super().__init__(**_spelled_out(locals()))
+
+
+def _spelled_out(arguments):
+    """The keyword arguments of a constructor that spells out its
+    arguments (as Keras' layers do, so that ``help()`` and IDEs show
+    them), from its ``locals()``."""
+    arguments = dict(arguments)
+    for name in ("self", "__class__"):
+        arguments.pop(name, None)
+    arguments.update(arguments.pop("kwargs"))
+    return arguments
 
 
 class CudnnArgument:
@@ -429,13 +477,93 @@ class CudnnArgument:
 
 @keras.saving.register_keras_serializable(package="kerasrnn")
 class LSTM(CudnnArgument, StackedRecurrent):
-    """LSTM layer(s); see ``LSTMCell`` and ``StackedRecurrent``."""
+    """LSTM layer(s); see ``LSTMCell`` and ``StackedRecurrent``.
+
+    The arguments are ``keras.layers.LSTM``'s, in its order, then
+    kerasrnn's stacking options (``StackedRecurrent``)."""
 
     cell_class = LSTMCell
+
+    def __init__(
+        self,
+        units,
+        activation="tanh",
+        recurrent_activation="sigmoid",
+        use_bias=True,
+        kernel_initializer="glorot_uniform",
+        recurrent_initializer="orthogonal",
+        bias_initializer="zeros",
+        unit_forget_bias=True,
+        kernel_regularizer=None,
+        recurrent_regularizer=None,
+        bias_regularizer=None,
+        activity_regularizer=None,
+        kernel_constraint=None,
+        recurrent_constraint=None,
+        bias_constraint=None,
+        dropout=0.0,
+        recurrent_dropout=0.0,
+        seed=None,
+        return_sequences=False,
+        return_state=False,
+        go_backwards=False,
+        stateful=False,
+        unroll=False,
+        use_cudnn="auto",
+        zero_output_for_mask=False,
+        num_layers=1,
+        bidirectional=False,
+        merge_mode="concat",
+        inter_layer_dropout=0.0,
+        residual=False,
+        state_layout="keras",
+        **kwargs,
+    ):
+        super().__init__(**_spelled_out(locals()))
 
 
 @keras.saving.register_keras_serializable(package="kerasrnn")
 class GRU(CudnnArgument, StackedRecurrent):
-    """GRU layer(s); see ``GRUCell`` and ``StackedRecurrent``."""
+    """GRU layer(s); see ``GRUCell`` and ``StackedRecurrent``.
+
+    The arguments are ``keras.layers.GRU``'s, in its order, then
+    kerasrnn's stacking options (``StackedRecurrent``)."""
 
     cell_class = GRUCell
+
+    def __init__(
+        self,
+        units,
+        activation="tanh",
+        recurrent_activation="sigmoid",
+        use_bias=True,
+        kernel_initializer="glorot_uniform",
+        recurrent_initializer="orthogonal",
+        bias_initializer="zeros",
+        kernel_regularizer=None,
+        recurrent_regularizer=None,
+        bias_regularizer=None,
+        activity_regularizer=None,
+        kernel_constraint=None,
+        recurrent_constraint=None,
+        bias_constraint=None,
+        dropout=0.0,
+        recurrent_dropout=0.0,
+        seed=None,
+        return_sequences=False,
+        return_state=False,
+        go_backwards=False,
+        stateful=False,
+        unroll=False,
+        reset_after=True,
+        use_cudnn="auto",
+        zero_output_for_mask=False,
+        num_layers=1,
+        bidirectional=False,
+        merge_mode="concat",
+        inter_layer_dropout=0.0,
+        residual=False,
+        state_layout="keras",
+        **kwargs,
+    ):
+        super().__init__(**_spelled_out(locals()))

@@ -13,16 +13,23 @@ step only does ``call(query, keys, memory, memory_mask)``.
 """
 
 import keras
+import ml_dtypes
 from keras import ops
 
-# Added to the scores of masked (padding) steps. Finite, so a row with no
-# valid step gives uniform weights instead of NaN.
-MASKED_SCORE = -1e9
+
+def masked_score(dtype):
+    """The score of masked (padding) steps: the lowest finite value of the
+    scores' dtype (-65504 in float16), so that it needs no cast that
+    overflows, and a row with no valid step gives uniform weights instead
+    of NaN."""
+    return float(ml_dtypes.finfo(keras.backend.standardize_dtype(dtype)).min)
 
 
 def _masked_softmax(scores, mask):
     if mask is not None:
-        scores = ops.where(ops.cast(mask, "bool"), scores, MASKED_SCORE)
+        scores = ops.where(
+            ops.cast(mask, "bool"), scores, masked_score(scores.dtype)
+        )
     return ops.softmax(scores, axis=-1)
 
 
@@ -58,13 +65,21 @@ class BahdanauAttention(_Attention):
 
     Args:
         units: the size of the hidden layer of the score.
+        kernel_initializer: initialiser of ``W_q``, ``W_m`` and ``v``.
+        bias_initializer: initialiser of ``b``.
 
     Reference:
         Bahdanau, Cho & Bengio, "Neural Machine Translation by Jointly
         Learning to Align and Translate", ICLR 2015.
     """
 
-    def __init__(self, units, **kwargs):
+    def __init__(
+        self,
+        units,
+        kernel_initializer="glorot_uniform",
+        bias_initializer="zeros",
+        **kwargs,
+    ):
         super().__init__(**kwargs)
         if isinstance(units, bool) or not isinstance(units, int) or units < 1:
             raise ValueError(
@@ -72,23 +87,26 @@ class BahdanauAttention(_Attention):
                 f"units={units!r}"
             )
         self.units = units
+        self.kernel_initializer = keras.initializers.get(kernel_initializer)
+        self.bias_initializer = keras.initializers.get(bias_initializer)
 
     def build(self, query_shape, memory_shape):
         super().build(query_shape, memory_shape)
         self.query_kernel = self.add_weight(
             shape=(self.query_dim, self.units), name="query_kernel",
-            initializer="glorot_uniform",
+            initializer=self.kernel_initializer,
         )
         self.memory_kernel = self.add_weight(
             shape=(self.memory_dim, self.units), name="memory_kernel",
-            initializer="glorot_uniform",
+            initializer=self.kernel_initializer,
         )
         self.bias = self.add_weight(
-            shape=(self.units,), name="bias", initializer="zeros"
+            shape=(self.units,), name="bias",
+            initializer=self.bias_initializer,
         )
         self.score_vector = self.add_weight(
             shape=(self.units,), name="score_vector",
-            initializer="glorot_uniform",
+            initializer=self.kernel_initializer,
         )
 
     def precompute(self, memory):
@@ -101,7 +119,16 @@ class BahdanauAttention(_Attention):
         return ops.einsum("bsu,u->bs", hidden, self.score_vector)
 
     def get_config(self):
-        return {**super().get_config(), "units": self.units}
+        return {
+            **super().get_config(),
+            "units": self.units,
+            "kernel_initializer": keras.initializers.serialize(
+                self.kernel_initializer
+            ),
+            "bias_initializer": keras.initializers.serialize(
+                self.bias_initializer
+            ),
+        }
 
 
 @keras.saving.register_keras_serializable(package="kerasrnn")
@@ -115,6 +142,7 @@ class LuongAttention(_Attention):
 
     Args:
         score_mode: ``"dot"`` or ``"general"``.
+        kernel_initializer: initialiser of ``W_a`` (general).
 
     Reference:
         Luong, Pham & Manning, "Effective Approaches to Attention-based
@@ -123,8 +151,12 @@ class LuongAttention(_Attention):
 
     SCORE_MODES = ("dot", "general")
 
-    def __init__(self, score_mode="general", **kwargs):
+    def __init__(
+        self, score_mode="general", kernel_initializer="glorot_uniform",
+        **kwargs,
+    ):
         super().__init__(**kwargs)
+        self.kernel_initializer = keras.initializers.get(kernel_initializer)
         if score_mode not in self.SCORE_MODES:
             raise ValueError(
                 f"`score_mode` must be one of {self.SCORE_MODES}. Received: "
@@ -145,7 +177,7 @@ class LuongAttention(_Attention):
         else:
             self.kernel = self.add_weight(
                 shape=(self.query_dim, self.memory_dim), name="kernel",
-                initializer="glorot_uniform",
+                initializer=self.kernel_initializer,
             )
 
     def precompute(self, memory):
@@ -157,4 +189,10 @@ class LuongAttention(_Attention):
         return ops.einsum("bsq,bq->bs", keys, query)
 
     def get_config(self):
-        return {**super().get_config(), "score_mode": self.score_mode}
+        return {
+            **super().get_config(),
+            "score_mode": self.score_mode,
+            "kernel_initializer": keras.initializers.serialize(
+                self.kernel_initializer
+            ),
+        }

@@ -25,6 +25,7 @@ from kerasrnn.cells import LSTMCell
 from kerasrnn.cells import SimpleRNNCell
 from kerasrnn.cells.base import validate_rate
 from kerasrnn.cells.base import validate_units
+from kerasrnn.models import initializers
 from kerasrnn.models.attention import BahdanauAttention
 from kerasrnn.models.attention import LuongAttention
 
@@ -66,6 +67,9 @@ class RecurrentDecoder(keras.layers.Layer):
             (Press & Wolf 2017); ``P (H, E)`` maps ``ã`` to E when H != E.
         dropout: rate on the embedded tokens, between layers and on ``ã``.
         seed: seed of the dropout and scheduled-sampling draws.
+        embeddings_initializer, kernel_initializer, recurrent_initializer,
+            bias_initializer, attention_initializer, output_initializer:
+            see ``Seq2Seq`` (the same defaults).
 
     State (a dict, every leaf with the batch as leading axis, so searches
     can tile and reorder it): ``cells`` (per layer, the cell's states),
@@ -85,9 +89,24 @@ class RecurrentDecoder(keras.layers.Layer):
         tie_embeddings=False,
         dropout=0.0,
         seed=None,
+        embeddings_initializer=None,
+        kernel_initializer=None,
+        recurrent_initializer=None,
+        bias_initializer=None,
+        attention_initializer=None,
+        output_initializer=None,
         **kwargs,
     ):
         super().__init__(**kwargs)
+        self.initializers = initializers.resolve(
+            embeddings_initializer=embeddings_initializer,
+            kernel_initializer=kernel_initializer,
+            recurrent_initializer=recurrent_initializer,
+            bias_initializer=bias_initializer,
+            attention_initializer=attention_initializer,
+            output_initializer=output_initializer,
+        )
+        init = self.initializers
         self.vocabulary_size = check_positive_int(
             "vocabulary_size", vocabulary_size
         )
@@ -103,10 +122,13 @@ class RecurrentDecoder(keras.layers.Layer):
         self.seed_generator = keras.random.SeedGenerator(seed)
 
         self.embedding = keras.layers.Embedding(
-            vocabulary_size, embedding_dim, name="embedding"
+            vocabulary_size, embedding_dim,
+            embeddings_initializer=init["embeddings_initializer"],
+            name="embedding",
         )
         self.cells = [
-            CELLS[cell](units, name=f"cell_{index}")
+            CELLS[cell](units, name=f"cell_{index}",
+                        **initializers.cell_arguments(init))
             for index in range(num_layers)
         ]
         self.dropout_layer = keras.layers.Dropout(
@@ -116,26 +138,38 @@ class RecurrentDecoder(keras.layers.Layer):
         self.attentional_dense = None
         if attention == "bahdanau":
             self.attention_layer = BahdanauAttention(
-                attention_units or units, name="attention"
+                attention_units or units,
+                kernel_initializer=init["attention_initializer"],
+                bias_initializer=init["bias_initializer"],
+                name="attention",
             )
         elif attention is not None:
             self.attention_layer = LuongAttention(
-                attention.split("_")[1], name="attention"
+                attention.split("_")[1],
+                kernel_initializer=init["attention_initializer"],
+                name="attention",
             )
         if self.attention_layer is not None:
             self.attentional_dense = keras.layers.Dense(
-                units, activation="tanh", use_bias=False, name="attentional"
+                units, activation="tanh", use_bias=False,
+                kernel_initializer=init["output_initializer"],
+                name="attentional",
             )
         self.tied_projection = None
         if self.tie_embeddings:
             if units != embedding_dim:
                 self.tied_projection = keras.layers.Dense(
-                    embedding_dim, use_bias=False, name="tied_projection"
+                    embedding_dim, use_bias=False,
+                    kernel_initializer=init["output_initializer"],
+                    name="tied_projection",
                 )
             self.output_layer = None
         else:
             self.output_layer = keras.layers.Dense(
-                vocabulary_size, name="output"
+                vocabulary_size,
+                kernel_initializer=init["output_initializer"],
+                bias_initializer=init["bias_initializer"],
+                name="output",
             )
 
     @property
@@ -165,7 +199,7 @@ class RecurrentDecoder(keras.layers.Layer):
                 self.tied_projection.build((None, self.units))
             self.output_bias = self.add_weight(
                 shape=(self.vocabulary_size,), name="output_bias",
-                initializer="zeros",
+                initializer=self.initializers["bias_initializer"],
             )
         else:
             self.output_layer.build((None, self.units))
@@ -331,6 +365,7 @@ class RecurrentDecoder(keras.layers.Layer):
                 "tie_embeddings": self.tie_embeddings,
                 "dropout": self.dropout,
                 "seed": self.seed,
+                **initializers.serialize(self.initializers),
             }
         )
         return config

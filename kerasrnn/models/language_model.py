@@ -11,8 +11,10 @@ from keras import ops
 from kerasrnn import decoding
 from kerasrnn.cells.base import validate_rate
 from kerasrnn.cells.base import validate_units
+from kerasrnn.decoding.options import split_options
 from kerasrnn.layers.stacked import GRU
 from kerasrnn.layers.stacked import LSTM
+from kerasrnn.models.lm_data import Vocabulary
 
 CELLS = {"lstm": LSTM, "gru": GRU}
 
@@ -61,6 +63,8 @@ class LanguageModel(keras.Model):
             ``reset_states()`` zeroes them. Needs ``batch_size``.
         batch_size: the fixed batch size of a stateful model.
         seed: seed of the dropout layers.
+        vocabulary: optional ``lm_data.Vocabulary`` of the model, saved in
+            its ``.keras`` file; ``generate`` uses it when given none.
 
     Call arguments:
         token_ids: int ``(B, T)``.
@@ -102,9 +106,22 @@ class LanguageModel(keras.Model):
         stateful=False,
         batch_size=None,
         seed=None,
+        vocabulary=None,
         **kwargs,
     ):
         super().__init__(**kwargs)
+        if isinstance(vocabulary, dict):
+            vocabulary = keras.saving.deserialize_keras_object(vocabulary)
+        if vocabulary is not None and (
+            not isinstance(vocabulary, Vocabulary)
+            or vocabulary.size != vocabulary_size
+        ):
+            raise ValueError(
+                "`vocabulary` must be an lm_data.Vocabulary of "
+                f"vocabulary_size={vocabulary_size} tokens. Received: "
+                f"{getattr(vocabulary, 'size', type(vocabulary).__name__)}"
+            )
+        self.vocabulary = vocabulary
         for name, value in (("vocabulary_size", vocabulary_size),
                             ("embedding_dim", embedding_dim),
                             ("num_layers", num_layers)):
@@ -297,7 +314,7 @@ class LanguageModel(keras.Model):
     def generate(
         self,
         prompt,
-        vocabulary,
+        vocabulary=None,
         max_length=100,
         method="sample",
         temperature=1.0,
@@ -316,17 +333,27 @@ class LanguageModel(keras.Model):
         Args:
             prompt: a string, tokenised by ``vocabulary``; a token missing
                 from it is an error naming the token.
-            vocabulary: the ``lm_data.Vocabulary`` of the model.
+            vocabulary: the ``lm_data.Vocabulary`` of the model (None: the
+                one it was built with).
             max_length: tokens to generate.
             method: ``"greedy"``, ``"sample"`` or ``"beam"``.
             temperature, top_k, top_p, seed: sampling options (only for
                 ``"sample"``; ``temperature`` must be > 0).
             stop_at_eos: stop at ``<eos>`` (word level).
-            **options: further options of the search (``beam_size``, ...).
+            **options: further options of the search (``beam_width``,
+                ``length_penalty_weight``, ``min_length``...; see
+                ``kerasrnn.decoding.options.OPTIONS``).
 
         Returns:
             The generated continuation as text.
         """
+        if vocabulary is None:
+            vocabulary = self.vocabulary
+        if vocabulary is None:
+            raise ValueError(
+                "generate() needs the `vocabulary`: pass it, or build the "
+                "model with vocabulary=."
+            )
         if vocabulary.size != self.vocabulary_size:
             raise ValueError(
                 f"`vocabulary` has {vocabulary.size} tokens but the model "
@@ -354,6 +381,7 @@ class LanguageModel(keras.Model):
                 "`temperature`, `top_k`, `top_p` and `seed` apply to "
                 f"method='sample'. Received: method={method!r}"
             )
+        split_options(method, max_length, options)   # checks every option
         state = self.initial_state(1)
         if len(ids) > 1:
             _, state = self(
@@ -385,6 +413,9 @@ class LanguageModel(keras.Model):
                 "stateful": self.stateful,
                 "batch_size": self.batch_size,
                 "seed": self.seed,
+                "vocabulary": keras.saving.serialize_keras_object(
+                    self.vocabulary
+                ),
             }
         )
         return config

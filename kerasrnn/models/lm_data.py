@@ -68,8 +68,12 @@ def _check_level(level):
         )
 
 
+@keras.saving.register_keras_serializable(package="kerasrnn")
 class Vocabulary:
     """Token <-> id mapping for a word- or character-level language model.
+
+    Serialisable (``get_config``/``from_config``): a
+    ``LanguageModel(..., vocabulary=)`` keeps it in its ``.keras`` file.
 
     Ids: ``0 = <unk>``; at word level ``1 = <eos>``; then the tokens by
     decreasing count (ties in sorted order), as in the TensorFlow PTB
@@ -133,6 +137,13 @@ class Vocabulary:
     @property
     def size(self):
         return len(self.tokens)
+
+    def get_config(self):
+        return {"tokens": list(self.tokens), "level": self.level}
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
 
     @property
     def unk_id(self):

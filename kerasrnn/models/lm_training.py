@@ -86,6 +86,15 @@ class TBPTTTrainer:
             self._eval_step_eager, reduce_retracing=True
         )
 
+    def _build(self):
+        """Creates the model's weights and the optimizer's slots (Adam's
+        moments) eagerly: a ``tf.function`` may create variables only on
+        its first trace, and the step is traced again for new shapes."""
+        if not self.model.built:
+            self.model.build((self.batch_size, self.num_steps))
+        if not self.optimizer.built:
+            self.optimizer.build(self.model.trainable_variables)
+
     def _rate(self, epoch):
         if callable(self.learning_rate):
             return float(self.learning_rate(epoch))
@@ -119,6 +128,7 @@ class TBPTTTrainer:
             ``tokens_per_second``.
         """
         rate = self._rate(epoch)
+        self._build()
         self.optimizer.learning_rate.assign(rate)
         dataset = stream_dataset(ids, self.batch_size, self.num_steps)
         windows = int(dataset.cardinality())

@@ -30,8 +30,16 @@ def _correct(y_true, y_pred):
 
 
 class _SequenceMetric(keras.metrics.Metric):
+    """Holds ``total`` and ``count``; ``direction`` (``"up"`` or
+    ``"down"``) is which way is better, declared as Keras' own metrics do
+    so that ``ModelCheckpoint``/``EarlyStopping`` with ``mode="auto"``
+    know it."""
+
+    direction = "up"
+
     def __init__(self, pad_id=0, name=None, **kwargs):
         super().__init__(name=name, **kwargs)
+        self._direction = self.direction
         self.pad_id = pad_id
         self.total = self.add_variable(
             shape=(), initializer="zeros", name="total"
@@ -65,6 +73,8 @@ class Perplexity(_SequenceMetric):
     """``exp(Σ w_bt CE_bt / Σ w_bt)``, CE the token cross-entropy of the
     logits: the exponential of the mean negative log-likelihood per
     non-padding token."""
+
+    direction = "down"
 
     def __init__(self, pad_id=0, name="perplexity", **kwargs):
         super().__init__(pad_id=pad_id, name=name, **kwargs)

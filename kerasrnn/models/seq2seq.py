@@ -2,6 +2,8 @@
 with teacher forcing and scheduled sampling, decoding through
 ``kerasrnn.decoding``."""
 
+import collections
+
 import keras
 import numpy as np
 import tensorflow as tf
@@ -10,9 +12,12 @@ from keras import ops
 from kerasrnn import decoding
 from kerasrnn.cells.base import validate_rate
 from kerasrnn.cells.base import validate_units
+from kerasrnn.decoding.options import split_options
 from kerasrnn.layers import GRU
 from kerasrnn.layers import LSTM
 from kerasrnn.layers import SimpleRNN
+from kerasrnn.models import initializers
+from kerasrnn.models import text
 from kerasrnn.models.decoder import CELLS
 from kerasrnn.models.decoder import RecurrentDecoder
 from kerasrnn.models.decoder import check_choice
@@ -23,6 +28,9 @@ from kerasrnn.models.metrics import SequenceExactMatch
 
 ENCODERS = {"lstm": LSTM, "gru": GRU, "simple_rnn": SimpleRNN}
 BRIDGES = ("zero", "copy", "dense")
+# Traced generate() graphs kept per model (one per method and static
+# options).
+GENERATE_CACHE_SIZE = 8
 
 
 @keras.saving.register_keras_serializable(package="kerasrnn")
@@ -62,6 +70,23 @@ class Seq2Seq(keras.Model):
         max_source_length: longer sources are an error (None: no limit).
         max_target_length: default ``max_length`` of ``generate``.
         seed: seed of dropout and scheduled sampling.
+        embeddings_initializer: both embeddings (None: N(0, 1), PyTorch's
+            ``nn.Embedding`` default; Keras' uniform ±0.05 trains several
+            times more slowly, see ``kerasrnn.models.initializers``).
+        kernel_initializer: the cells' input kernels W, encoder and
+            decoder (None: ``"glorot_uniform"``).
+        recurrent_initializer: the cells' recurrent kernels U (None:
+            ``"orthogonal"``).
+        bias_initializer: the biases of the cells, the attention and the
+            output layer (None: ``"zeros"``).
+        attention_initializer: the attention's kernels (None:
+            ``"glorot_uniform"``).
+        output_initializer: the kernels of the bridge, the attentional
+            layer and the output layer (None: ``"glorot_uniform"``).
+        source_tokenizer, target_tokenizer: optional
+            ``kerasrnn.models.text.Tokenizer`` s of the two sides, saved in
+            the model's ``.keras`` file: ``generate_text`` then turns text
+            into text. Their vocabulary sizes and BOS/EOS ids must match.
 
     Scheduled sampling: ``sampling_probability`` (a non-trainable
     variable, 0 by default, set by the ``ScheduledSampling`` callback) is
@@ -105,9 +130,33 @@ class Seq2Seq(keras.Model):
         max_source_length=None,
         max_target_length=64,
         seed=None,
+        embeddings_initializer=None,
+        kernel_initializer=None,
+        recurrent_initializer=None,
+        bias_initializer=None,
+        attention_initializer=None,
+        output_initializer=None,
+        source_tokenizer=None,
+        target_tokenizer=None,
         **kwargs,
     ):
         super().__init__(**kwargs)
+        self.source_tokenizer = _tokenizer(
+            "source_tokenizer", source_tokenizer, source_vocabulary_size
+        )
+        self.target_tokenizer = _tokenizer(
+            "target_tokenizer", target_tokenizer, target_vocabulary_size,
+            bos_id=bos_id, eos_id=eos_id,
+        )
+        self.initializers = initializers.resolve(
+            embeddings_initializer=embeddings_initializer,
+            kernel_initializer=kernel_initializer,
+            recurrent_initializer=recurrent_initializer,
+            bias_initializer=bias_initializer,
+            attention_initializer=attention_initializer,
+            output_initializer=output_initializer,
+        )
+        init = self.initializers
         self.source_vocabulary_size = check_positive_int(
             "source_vocabulary_size", source_vocabulary_size
         )
@@ -168,7 +217,9 @@ class Seq2Seq(keras.Model):
         self.seed = seed
 
         self.source_embedding = keras.layers.Embedding(
-            source_vocabulary_size, embedding_dim, name="source_embedding"
+            source_vocabulary_size, embedding_dim,
+            embeddings_initializer=init["embeddings_initializer"],
+            name="source_embedding",
         )
         self.source_dropout = keras.layers.Dropout(
             self.dropout, seed=seed, name="source_dropout"
@@ -182,12 +233,16 @@ class Seq2Seq(keras.Model):
             return_sequences=True,
             return_state=True,
             name="encoder",
+            **initializers.cell_arguments(init),
         )
         self.states_per_cell = len(self.encoder.state_size)
         self.bridge_dense = None
         if bridge == "dense":
             self.bridge_dense = keras.layers.Dense(
-                decoder_layers * self.states_per_cell * units, name="bridge"
+                decoder_layers * self.states_per_cell * units,
+                kernel_initializer=init["output_initializer"],
+                bias_initializer=init["bias_initializer"],
+                name="bridge",
             )
         self.decoder = RecurrentDecoder(
             target_vocabulary_size,
@@ -201,12 +256,13 @@ class Seq2Seq(keras.Model):
             dropout=self.dropout,
             seed=seed,
             name="decoder",
+            **init,
         )
         self.sampling_probability = self.add_weight(
             shape=(), initializer="zeros", trainable=False,
             name="sampling_probability",
         )
-        self._generate_functions = {}
+        self._generate_functions = collections.OrderedDict()
         self.build()
 
     def build(self, input_shape=None):
@@ -340,6 +396,73 @@ class Seq2Seq(keras.Model):
         if self.built:
             self.optimizer.build(self.trainable_variables)
 
+    def fit(self, x=None, y=None, *args, **kwargs):
+        """``keras.Model.fit``, after checking the data eagerly (all of
+        it for arrays, the first batch of a dataset); see
+        ``check_pairs``."""
+        self.check_pairs(*_first_pair(x, y))
+        validation = kwargs.get("validation_data")
+        if validation is not None:
+            self.check_pairs(*_first_pair(validation, None),
+                             what="validation_data")
+        return super().fit(x, y, *args, **kwargs)
+
+    def evaluate(self, x=None, y=None, *args, **kwargs):
+        """``keras.Model.evaluate``, after ``check_pairs`` as in ``fit``."""
+        self.check_pairs(*_first_pair(x, y))
+        return super().evaluate(x, y, *args, **kwargs)
+
+    def check_pairs(self, source, target, what="training data"):
+        """Checks ``(source (B, S), target (B, T))`` ids before training,
+        naming the first bad row: ids outside the vocabularies, a target
+        that does not start with ``bos_id``, or one with no token after
+        BOS (nothing to learn from: its loss would be 0)."""
+        if source is None or target is None:
+            return
+        source = np.asarray(source)
+        target = np.asarray(target)
+        for name, ids, size in (
+            ("source", source, self.source_vocabulary_size),
+            ("target", target, self.target_vocabulary_size),
+        ):
+            if ids.ndim != 2 or not np.issubdtype(ids.dtype, np.integer):
+                raise ValueError(
+                    f"{what}: the {name} must hold int token ids of shape "
+                    f"(batch, time). Received: shape={ids.shape}, "
+                    f"dtype={ids.dtype}"
+                )
+            bad = (ids < 0) | (ids >= size)
+            if bad.any():
+                row, step = (int(i[0]) for i in np.nonzero(bad))
+                raise ValueError(
+                    f"{what}: {name} row {row}, step {step} holds id "
+                    f"{int(ids[row, step])}, outside [0, {name}_vocabulary_"
+                    f"size={size})."
+                )
+        if target.shape[1] == 0 or target.shape[0] == 0:
+            return
+        wrong_start = np.flatnonzero(target[:, 0] != self.bos_id)
+        if wrong_start.size:
+            row = int(wrong_start[0])
+            raise ValueError(
+                f"{what}: target row {row} starts with id "
+                f"{int(target[row, 0])}; every target must be [bos_id="
+                f"{self.bos_id}, ..., eos_id={self.eos_id}] (see "
+                "kerasrnn.models.text.add_bos_eos or Tokenizer.encode("
+                "..., bos_eos=True))."
+            )
+        empty = np.flatnonzero(
+            np.all(target[:, 1:] == self.pad_id, axis=1)
+        )
+        if empty.size:
+            row = int(empty[0])
+            raise ValueError(
+                f"{what}: target row {row} has no token after BOS "
+                f"({int(empty.size)} such rows): nothing to predict, so it "
+                "would train with loss 0. A target needs at least its "
+                f"eos_id={self.eos_id}."
+            )
+
     def _shift(self, target, sample_weight):
         """Decoder inputs, labels and ``(B, T-1)`` weights (0 at padding)."""
         target = ops.cast(target, "int32")
@@ -363,22 +486,32 @@ class Seq2Seq(keras.Model):
         return target[:, :-1], labels, weights
 
     def _token_loss(self, source, labels, logits, weights, training):
-        # Scale the weights so the default "sum over batch size" reduction
-        # gives the mean over real tokens: Σ w·CE / Σ w.
-        size = ops.cast(ops.size(weights), "float32")
-        normalised = weights * ops.divide_no_nan(size, ops.sum(weights))
-        return self.compute_loss(
+        """``(loss, global token weight)``: the loss is this replica's
+        share of the mean over the real tokens of the global batch,
+        ``Σ_replica w·CE / Σ_global w`` (plus regularisation), so that
+        the replicas' summed gradients are those of one device.
+
+        Keras' default reduction divides by the local batch size and by
+        the number of replicas; the weights are scaled to undo both."""
+        total = global_sum(ops.sum(weights))
+        replicas = tf.distribute.get_strategy().num_replicas_in_sync
+        size = ops.cast(ops.size(weights) * replicas, "float32")
+        normalised = weights * ops.divide_no_nan(size, total)
+        loss = self.compute_loss(
             x=source, y=labels, y_pred=logits, sample_weight=normalised,
             training=training,
         )
+        return loss, total
 
-    def _update_metrics(self, source, labels, logits, weights, loss):
-        replicas = tf.distribute.get_strategy().num_replicas_in_sync
+    def _update_metrics(self, source, labels, logits, weights, loss, total):
+        local = ops.sum(weights)
         for metric in self.metrics:
             if metric.name == "loss":
-                # Token-weighted, so the epoch loss is the mean token NLL.
+                # Token-weighted, so the epoch loss is the mean token NLL:
+                # this replica adds Σ_replica w·CE (its loss × Σ_global w).
                 metric.update_state(
-                    loss * replicas, sample_weight=ops.sum(weights)
+                    ops.divide_no_nan(loss * total, local),
+                    sample_weight=local,
                 )
         return self.compute_metrics(
             source, labels, logits, sample_weight=weights
@@ -395,12 +528,16 @@ class Seq2Seq(keras.Model):
                 sampling_probability=self.sampling_probability,
                 training=True,
             )
-            loss = self._token_loss(source, labels, logits, weights, True)
+            loss, total = self._token_loss(
+                source, labels, logits, weights, True
+            )
             scaled = self.optimizer.scale_loss(loss)
         variables = self.trainable_variables
         gradients = tape.gradient(scaled, variables)
         self.optimizer.apply(gradients, variables)
-        return self._update_metrics(source, labels, logits, weights, loss)
+        return self._update_metrics(
+            source, labels, logits, weights, loss, total
+        )
 
     def test_step(self, data):
         source, target, sample_weight = keras.utils.unpack_x_y_sample_weight(
@@ -408,8 +545,12 @@ class Seq2Seq(keras.Model):
         )
         decoder_inputs, labels, weights = self._shift(target, sample_weight)
         logits, _ = self.teacher_forced(source, decoder_inputs)
-        loss = self._token_loss(source, labels, logits, weights, False)
-        return self._update_metrics(source, labels, logits, weights, loss)
+        loss, total = self._token_loss(
+            source, labels, logits, weights, False
+        )
+        return self._update_metrics(
+            source, labels, logits, weights, loss, total
+        )
 
     def predict_step(self, data):
         source, _, _ = keras.utils.unpack_x_y_sample_weight(data)
@@ -468,40 +609,81 @@ class Seq2Seq(keras.Model):
         return decoding.decode(
             self.decode_step, start, state, end_id=self.eos_id,
             max_length=max_length, method=method, pad_id=self.pad_id,
-            **options,
+            forbidden_ids=(self.pad_id, self.bos_id), **options,
         )
 
     def generate(self, source, method="greedy", max_length=None, **options):
         """Decodes ``source (B, S)`` with ``kerasrnn.decoding``.
+
+        Padding and BOS are never generated. Options are checked before
+        anything runs; per-call values (``max_length``, ``min_length``,
+        ``seed``, ``temperature``, ``top_k``, ``top_p``,
+        ``length_penalty_weight``) are passed to one traced graph as
+        tensors, so changing them costs no new trace; a graph is kept per
+        method and ``beam_width``/``num_return``/``num_samples``, at most
+        ``GENERATE_CACHE_SIZE`` of them (least recently used dropped).
 
         Args:
             source: int ids ``(B, S)``, padded with ``pad_id``.
             method: ``"greedy"``, ``"sample"`` or ``"beam"``.
             max_length: most generated tokens (default
                 ``max_target_length``), the end token included.
-            **options: the search's options (``beam_width``,
-                ``length_penalty_weight``, ``num_return``, ``temperature``,
-                ``top_k``, ``top_p``, ``seed``, ``num_samples``,
-                ``min_length``).
+            **options: the search's options
+                (``kerasrnn.decoding.options.OPTIONS``): greedy
+                ``min_length``; sample ``temperature``, ``top_k``,
+                ``top_p``, ``seed``, ``num_samples``, ``min_length``; beam
+                ``beam_width``, ``length_penalty_weight``, ``num_return``,
+                ``min_length``.
 
         Returns:
             A ``kerasrnn.decoding.DecodingResult``; ``ids (B, K, T)`` start
             after BOS and end with EOS, then ``pad_id``.
         """
+        if max_length is None:
+            max_length = self.max_target_length
+        static, dynamic = split_options(method, max_length, options)
         source = self.check_source(source)
-        max_length = max_length or self.max_target_length
-        key = (method, max_length, tuple(sorted(options.items())))
-        if method not in decoding.METHODS:
+        key = (method, tuple(sorted(static.items())), tuple(sorted(dynamic)))
+        function = self._generate_functions.pop(key, None)
+        if function is None:
+            function = tf.function(
+                lambda ids, values: self._search(
+                    ids, method, **static, **values
+                ),
+                input_signature=[
+                    tf.TensorSpec([None, None], "int32"),
+                    {k: tf.TensorSpec([], v.dtype)
+                     for k, v in dynamic.items()},
+                ],
+            )
+        self._generate_functions[key] = function
+        while len(self._generate_functions) > GENERATE_CACHE_SIZE:
+            self._generate_functions.popitem(last=False)
+        return function(source, dynamic)
+
+    def generate_text(self, texts, method="greedy", max_length=None,
+                      **options):
+        """Translates ``texts`` (a str or a list of them) with the model's
+        own tokenizers: the best hypothesis of each, as text (see
+        ``generate`` for the arguments)."""
+        if self.source_tokenizer is None or self.target_tokenizer is None:
             raise ValueError(
-                f"`method` must be one of {sorted(decoding.METHODS)}. "
-                f"Received: method={method!r}"
+                "generate_text() needs the tokenizers: build the model with "
+                "source_tokenizer= and target_tokenizer= (or call "
+                "generate() on ids)."
             )
-        if key not in self._generate_functions:
-            self._generate_functions[key] = tf.function(
-                lambda ids: self._search(ids, method, max_length, **options),
-                input_signature=[tf.TensorSpec([None, None], "int32")],
+        if isinstance(texts, str):
+            texts = [texts]
+        ids = self.source_tokenizer.encode(texts)
+        empty = np.flatnonzero(ids.row_lengths().numpy() == 0)
+        if empty.size:
+            raise ValueError(
+                f"Text {int(empty[0])} has no tokens: {texts[empty[0]]!r}"
             )
-        return self._generate_functions[key](source)
+        source = ids.to_tensor(default_value=self.pad_id)
+        result = self.generate(source, method=method, max_length=max_length,
+                               **options)
+        return self.target_tokenizer.decode(result.ids.numpy()[:, 0])
 
     def get_config(self):
         config = super().get_config()
@@ -526,9 +708,74 @@ class Seq2Seq(keras.Model):
                 "max_source_length": self.max_source_length,
                 "max_target_length": self.max_target_length,
                 "seed": self.seed,
+                **initializers.serialize(self.initializers),
+                "source_tokenizer": keras.saving.serialize_keras_object(
+                    self.source_tokenizer
+                ),
+                "target_tokenizer": keras.saving.serialize_keras_object(
+                    self.target_tokenizer
+                ),
             }
         )
         return config
+
+
+def _tokenizer(name, tokenizer, vocabulary_size, bos_id=None, eos_id=None):
+    """``tokenizer`` (a ``text.Tokenizer``, its serialised config, or
+    None), checked against the model's vocabulary and special ids."""
+    if tokenizer is None:
+        return None
+    if isinstance(tokenizer, dict):
+        tokenizer = keras.saving.deserialize_keras_object(tokenizer)
+    if not isinstance(tokenizer, text.Tokenizer):
+        raise TypeError(
+            f"`{name}` must be a kerasrnn.models.text.Tokenizer. Received: "
+            f"{type(tokenizer).__name__}"
+        )
+    if tokenizer.vocabulary_size != vocabulary_size:
+        raise ValueError(
+            f"`{name}` has {tokenizer.vocabulary_size} tokens but the model's "
+            f"vocabulary has {vocabulary_size}."
+        )
+    if bos_id is not None and (tokenizer.bos_id, tokenizer.eos_id) != (
+        bos_id, eos_id
+    ):
+        raise ValueError(
+            f"`{name}` has bos_id={tokenizer.bos_id}, eos_id="
+            f"{tokenizer.eos_id}; the model has bos_id={bos_id}, "
+            f"eos_id={eos_id}."
+        )
+    return tokenizer
+
+
+def global_sum(value):
+    """``value`` summed over the replicas of a ``tf.distribute`` strategy
+    (itself outside one, or on one replica)."""
+    context = tf.distribute.get_replica_context()
+    if context is None or context.num_replicas_in_sync == 1:
+        return value
+    return context.all_reduce(tf.distribute.ReduceOp.SUM, value)
+
+
+def _first_pair(x, y):
+    """``(source, target)`` as numpy arrays: ``x``/``y`` themselves, or the
+    first element of a ``tf.data.Dataset`` or of a tuple ``x``
+    (``(source, target[, weights])``); ``(None, None)`` for input it
+    cannot look into without consuming it (a Python generator or a
+    ``keras.utils.PyDataset``, checked batch by batch in the graph)."""
+    if isinstance(x, tf.data.Dataset):
+        x, y, _ = keras.utils.unpack_x_y_sample_weight(
+            next(iter(x.take(1)))
+        )
+    elif y is None and isinstance(x, (tuple, list)) and len(x) in (2, 3):
+        x, y = x[0], x[1]
+    if isinstance(x, (dict, tuple, list)) or y is None:
+        return None, None
+    if not isinstance(x, (np.ndarray, tf.Tensor)) and not hasattr(
+        x, "__array__"
+    ):
+        return None, None
+    return np.asarray(x), np.asarray(y)
 
 
 def _unpack_inputs(inputs):

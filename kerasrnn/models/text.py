@@ -8,6 +8,7 @@ word level with a fixed id layout::
 Unknown characters or words map to id 1, never to an error.
 """
 
+import json
 import re
 import string
 
@@ -30,8 +31,15 @@ def split_punctuation(text):
     return tf.strings.strip(tf.strings.regex_replace(text, r"\s+", " "))
 
 
+@keras.saving.register_keras_serializable(package="kerasrnn")
 class Tokenizer:
     """Character- or word-level tokenizer with BOS and EOS ids.
+
+    Serialisable: ``get_config``/``from_config`` hold the vocabulary, so a
+    ``Seq2Seq(..., source_tokenizer=, target_tokenizer=)`` saves its
+    tokenizers in its ``.keras`` file and ``keras.models.load_model``
+    restores them; ``save(path)``/``Tokenizer.load(path)`` write and read
+    one as JSON.
 
     Args:
         level: ``"char"`` (every character, spaces included, is a token) or
@@ -120,6 +128,30 @@ class Tokenizer:
         return len(self.vocabulary)
 
     pad_id, oov_id, bos_id, eos_id = 0, 1, 2, 3
+
+    def get_config(self):
+        return {
+            "level": self.level,
+            "max_tokens": self.max_tokens,
+            "lowercase": self.lowercase,
+            "vocabulary": None if self.layer is None else self.vocabulary,
+        }
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
+
+    def save(self, path):
+        """Writes the tokenizer (its config, vocabulary included) as
+        JSON."""
+        with open(path, "w", encoding="utf-8") as handle:
+            json.dump(self.get_config(), handle, ensure_ascii=False)
+
+    @classmethod
+    def load(cls, path):
+        """The tokenizer ``save`` wrote to ``path``."""
+        with open(path, encoding="utf-8") as handle:
+            return cls.from_config(json.load(handle))
 
     def encode(self, texts, bos_eos=False):
         """Ids of each text as a ``tf.RaggedTensor (N, None)``; with

@@ -1,9 +1,9 @@
 """Command line of the TensorFlow-free runtime.
 
-    python -m serving info DIR
-    python -m serving predict DIR --input tokens=tokens.npy [--lengths
+    python -m kerasrnn_serving info DIR
+    python -m kerasrnn_serving predict DIR --input tokens=tokens.npy [--lengths
         tokens=lengths.npy] [--output predictions.npz]
-    python -m serving serve DIR [--host 127.0.0.1] [--port 8000]
+    python -m kerasrnn_serving serve DIR [--host 127.0.0.1] [--port 8000]
 
 ``predict`` reads ``.npy`` files (or ``.json`` nested lists), prints a
 summary of each output and writes them to an ``.npz`` file.
@@ -16,13 +16,13 @@ import sys
 
 import numpy as np
 
-from serving.predictor import InputError
-from serving.predictor import Predictor
-from serving.server import make_server
+from kerasrnn_serving.predictor import InputError
+from kerasrnn_serving.predictor import Predictor
+from kerasrnn_serving.server import make_server
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m serving",
+    parser = argparse.ArgumentParser(prog="python -m kerasrnn_serving",
                                      description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
     for name in ("info", "predict", "serve"):

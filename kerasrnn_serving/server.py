@@ -1,6 +1,6 @@
 """A small JSON-over-HTTP server for a ``Predictor`` (standard library only).
 
-    python -m serving serve artifacts/model --port 8000
+    python -m kerasrnn_serving serve artifacts/model --port 8000
 
 Endpoints:
 
@@ -21,7 +21,7 @@ import json
 
 import numpy as np
 
-from serving.predictor import InputError
+from kerasrnn_serving.predictor import InputError
 
 MAX_BODY_BYTES = 64 * 2**20
 

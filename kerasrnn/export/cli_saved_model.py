@@ -1,9 +1,10 @@
 """Export a saved Keras model as a SavedModel (``serving_default``).
 
-    python export/to_saved_model.py model.keras models/name/1
+    kerasrnn-to-saved-model model.keras models/name/1
         [--output-names logits,state] [--no-verify]
 
-The logic is ``kerasrnn.export.to_saved_model``.
+The logic is ``kerasrnn.export.to_saved_model``; also ``python -m
+kerasrnn.export.cli_saved_model``.
 """
 
 import argparse
@@ -18,8 +19,13 @@ import kerasrnn  # noqa: F401  (registers the layers for loading)
 from kerasrnn.export import to_saved_model
 
 
+PROG = "kerasrnn-to-saved-model"
+
+
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog=PROG, description=__doc__.splitlines()[0]
+    )
     parser.add_argument("model", help="a .keras file")
     parser.add_argument("directory", help="the SavedModel directory")
     parser.add_argument("--output-names", help="comma-separated")

@@ -1,11 +1,12 @@
 """Export a saved Keras model to ONNX (native recurrent operators).
 
-    python export/to_onnx.py model.keras artifacts/model [--quantize]
+    kerasrnn-to-onnx model.keras artifacts/model [--quantize]
         [--output-names logits,state] [--no-verify]
 
 Writes ``model.onnx`` and ``manifest.json`` (and ``model.int8.onnx`` with
 ``--quantize``) and prints the op inventory and the parity with Keras. The
-logic is ``kerasrnn.export.to_onnx``.
+logic is ``kerasrnn.export.to_onnx``; also ``python -m
+kerasrnn.export.cli_onnx``.
 """
 
 import argparse
@@ -21,8 +22,13 @@ from kerasrnn.export import quantize_onnx
 from kerasrnn.export import to_onnx
 
 
+PROG = "kerasrnn-to-onnx"
+
+
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog=PROG, description=__doc__.splitlines()[0]
+    )
     parser.add_argument("model", help="a .keras file")
     parser.add_argument("directory", help="output directory")
     parser.add_argument("--output-names", help="comma-separated")

@@ -5,12 +5,12 @@ this package never imports TensorFlow or Keras.
 
 * ``Predictor(directory)``: loads ``model.onnx`` and ``manifest.json``,
   checks inputs, batches, returns numpy arrays.
-* ``python -m serving predict|serve|info DIR``: the command line and a small
-  JSON-over-HTTP server (``serving.server``).
+* ``python -m kerasrnn_serving predict|serve|info DIR``: the command line and a small
+  JSON-over-HTTP server (``kerasrnn_serving.server``).
 """
 
-from serving.predictor import InputError
-from serving.predictor import Predictor
-from serving.predictor import read_manifest
+from kerasrnn_serving.predictor import InputError
+from kerasrnn_serving.predictor import Predictor
+from kerasrnn_serving.predictor import read_manifest
 
 __all__ = ["InputError", "Predictor", "read_manifest"]
