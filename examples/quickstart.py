@@ -10,9 +10,10 @@ each sequence's last real token.
 
 Steps: train in Keras -> ``kerasrnn.export.to_onnx`` (one native ONNX LSTM
 node, the mask as ``sequence_lens``) -> predict in a fresh process with
-``python -m kerasrnn_serving predict`` (numpy + onnxruntime only) -> compare with
-Keras -> serve it over HTTP (``python -m kerasrnn_serving serve``) and ask it, a bad
-request included -> int8 quantization and its accuracy change.
+``python -m kerasrnn_serving predict`` (numpy + onnxruntime only) ->
+compare with Keras -> serve it over HTTP (``python -m kerasrnn_serving
+serve``) and ask it, a bad request included -> int8 quantization and its
+accuracy change.
 
     python examples/quickstart.py [--epochs 12] [--out artifacts/quickstart]
 """
@@ -145,14 +146,15 @@ def main():
 
 
 def serving_command(*arguments):
-    """``python -m kerasrnn_serving ...`` in a fresh process: numpy and onnxruntime
-    only."""
+    """``python -m kerasrnn_serving ...`` in a fresh process: numpy and
+    onnxruntime only."""
     return [sys.executable, "-m", "kerasrnn_serving", *map(str, arguments)]
 
 
 def ask_server(export_dir, sequences):
-    """Starts ``python -m kerasrnn_serving serve`` on a free port, posts ragged token
-    sequences and a malformed request, prints the answers, stops it."""
+    """Starts ``python -m kerasrnn_serving serve`` on a free port, posts
+    ragged token sequences and a malformed request, prints the answers,
+    stops it."""
     print(f"\n$ python -m kerasrnn_serving serve {export_dir} --port 0")
     server = subprocess.Popen(
         serving_command("serve", export_dir, "--port", "0"),

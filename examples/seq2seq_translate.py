@@ -16,43 +16,18 @@ translations and, with attention, writes an attention heat map.
 """
 
 import argparse
-import collections
 import json
 import pathlib
 import time
 
 import keras
 import numpy as np
-import sacrebleu
 import tensorflow as tf
 from matplotlib.figure import Figure
 
 from kerasrnn.models import Seq2Seq
 from kerasrnn.models import text
-
-
-def read_pairs(path, max_words):
-    """Distinct (english, french) pairs of at most ``max_words`` words."""
-    pairs = []
-    with open(path, encoding="utf-8") as lines:
-        for line in lines:
-            english, french = line.rstrip("\n").split("\t")[:2]
-            if max(len(english.split()), len(french.split())) <= max_words:
-                pairs.append((english, french))
-    return list(dict.fromkeys(pairs))
-
-
-def split_by_source(pairs, test_fraction, rng):
-    """Held-out pairs share no English sentence with training pairs."""
-    sources = sorted({english for english, _ in pairs})
-    test = set(rng.choice(sources, int(len(sources) * test_fraction),
-                          replace=False))
-    train = [p for p in pairs if p[0] not in test]
-    references = collections.defaultdict(list)
-    for english, french in pairs:
-        if english in test:
-            references[english].append(french)
-    return train, sorted(references.items())
+from kerasrnn.models import translation
 
 
 class TimeBudget(keras.callbacks.Callback):
@@ -92,18 +67,6 @@ def translate(model, sources, tokens, targets, batch_size=256, **options):
             texts[row] = decoded
             log_probs[row] = log_prob
     return texts, log_probs
-
-
-def bleu(hypotheses, references):
-    """Corpus BLEU (sacrebleu, 13a) against all references of each source,
-    on texts standardised like the tokenizer (lower case, punctuation
-    split)."""
-    count = max(len(r) for r in references)
-    streams = [
-        [refs[k] if k < len(refs) else None for refs in references]
-        for k in range(count)
-    ]
-    return sacrebleu.corpus_bleu(hypotheses, streams)
 
 
 def heat_map(model, sources, tokens, targets, path):
@@ -165,14 +128,15 @@ def main():
                         "training, only evaluate")
     parser.add_argument("--out", default="artifacts/seq2seq_translate")
     args = parser.parse_args()
+    translation.require_sacrebleu()
     keras.utils.set_random_seed(args.seed)
     attention = None if args.attention == "none" else args.attention
     out = pathlib.Path(args.out) / args.attention
     out.mkdir(parents=True, exist_ok=True)
 
     rng = np.random.default_rng(args.seed)
-    pairs = read_pairs(args.pairs, args.max_words)
-    train, test = split_by_source(pairs, 0.1, rng)
+    pairs = translation.read_pairs(args.pairs, args.max_words)
+    train, test = translation.split_by_source(pairs, 0.1, rng)
     if args.max_train_pairs:
         train = [train[i] for i in rng.permutation(len(train))[
             : args.max_train_pairs]]
@@ -241,10 +205,7 @@ def main():
         )
 
     sources = [english for english, _ in test]
-    standardise = [
-        [" ".join(text.split_punctuation(r).numpy().decode().split())
-         for r in refs] for _, refs in test
-    ]
+    standardise = [translation.standardise(refs) for _, refs in test]
     searches = {
         "greedy": {},
         f"beam{args.beam_width}": {
@@ -260,9 +221,9 @@ def main():
             model, sources, tokens, targets, **options
         )
         outputs[name] = (hypotheses, log_probs)
-        score = bleu(hypotheses, standardise)
-        first_only = sacrebleu.corpus_bleu(
-            hypotheses, [[refs[0] for refs in standardise]]
+        score = translation.corpus_bleu(hypotheses, standardise)
+        first_only = translation.corpus_bleu(
+            hypotheses, [refs[:1] for refs in standardise]
         )
         report[f"bleu_{name}"] = round(score.score, 2)
         report[f"bleu_single_reference_{name}"] = round(first_only.score, 2)

@@ -5,8 +5,9 @@ this package never imports TensorFlow or Keras.
 
 * ``Predictor(directory)``: loads ``model.onnx`` and ``manifest.json``,
   checks inputs, batches, returns numpy arrays.
-* ``python -m kerasrnn_serving predict|serve|info DIR``: the command line and a small
-  JSON-over-HTTP server (``kerasrnn_serving.server``).
+* ``python -m kerasrnn_serving predict|serve|info DIR`` (installed as
+  ``kerasrnn-serving``): the command line and a small JSON-over-HTTP
+  server (``kerasrnn_serving.server``).
 """
 
 from kerasrnn_serving.predictor import InputError

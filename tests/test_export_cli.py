@@ -34,8 +34,8 @@ def test_to_onnx_and_to_saved_model(tmp_path):
     tokens = np.array([[1, 2, 3, 0], [4, 0, 0, 0]], "int32")
     expected = np.asarray(model(tokens))
 
-    result = run("kerasrnn-to-onnx", tmp_path / "model.keras", tmp_path / "onnx",
-                 "--output-names", "logits", "--quantize")
+    result = run("kerasrnn-to-onnx", tmp_path / "model.keras",
+                 tmp_path / "onnx", "--output-names", "logits", "--quantize")
     assert '"LSTM": 2' in result.stdout
     assert "max |keras - onnxruntime|" in result.stdout
     manifest = json.loads((tmp_path / "onnx" / "manifest.json").read_text())
@@ -44,8 +44,8 @@ def test_to_onnx_and_to_saved_model(tmp_path):
     outputs = serving.Predictor(tmp_path / "onnx").predict(tokens)
     np.testing.assert_allclose(outputs["logits"], expected, atol=1e-5)
 
-    run("kerasrnn-to-saved-model", tmp_path / "model.keras", tmp_path / "sm" / "1",
-        "--output-names", "logits")
+    run("kerasrnn-to-saved-model", tmp_path / "model.keras",
+        tmp_path / "sm" / "1", "--output-names", "logits")
     function = tf.saved_model.load(str(tmp_path / "sm" / "1")).signatures[
         "serving_default"]
     np.testing.assert_allclose(

@@ -13,6 +13,8 @@ import onnx
 import onnxruntime
 import pytest
 
+import parity
+
 import kerasrnn
 from kerasrnn.export import build_onnx
 from kerasrnn.export import to_onnx
@@ -468,3 +470,50 @@ def test_explicit_mask_from_keras_ops():
     bad = keras.ops.greater(ids, 3)
     with pytest.raises(ValueError, match=r"op '.*' \(Greater\)"):
         build_onnx(keras.Model(ids, kerasrnn.GRU(4)(embedded, mask=bad)))
+
+
+def test_mixed_precision_model_exports_as_float32(tmp_path):
+    """A mixed_float16 model keeps float32 variables: the graph is written
+    in float32 from them and equals the model's float32 twin to 1e-5."""
+    import onnxruntime
+
+    from kerasrnn.export import precision
+
+    keras.config.set_dtype_policy("mixed_float16")
+    try:
+        ids = keras.Input((None,), dtype="int32", name="tokens")
+        x = keras.layers.Embedding(11, 8, mask_zero=True)(ids)
+        x = kerasrnn.GRU(6, bidirectional=True, return_sequences=True)(x)
+        x = kerasrnn.LSTM(5)(x)
+        model = keras.Model(ids, keras.layers.Dense(3)(x))
+    finally:
+        keras.config.set_dtype_policy("float32")
+    assert model.layers[1].compute_dtype == "float16"
+    manifest = to_onnx(model, tmp_path)
+    assert manifest["precision"]["source_dtype_policies"] == [
+        "mixed_float16"]
+    assert manifest["precision"]["max_abs_difference_to_source"] < 1e-2
+    tokens = np.array([[3, 4, 5, 6], [7, 8, 0, 0]], "int32")
+    session = onnxruntime.InferenceSession(str(tmp_path / "model.onnx"))
+    (got,) = session.run(None, {"tokens": tokens})
+    assert got.dtype == np.float32
+    twin = precision.float32_twin(model)
+    assert {layer.compute_dtype for layer in twin.layers[1:]} == {"float32"}
+    expected = np.asarray(twin(tokens))
+    np.testing.assert_allclose(got, expected, atol=1e-5)
+    parity.record("onnxruntime", got, expected)
+    np.testing.assert_allclose(got, np.asarray(model(tokens), "float32"),
+                               atol=1e-2)
+
+
+def test_unnamed_inputs_get_stable_names(tmp_path):
+    """An input Keras named itself (keras_tensor_N, N depending on the
+    process) is exported as 'inputs'."""
+    model = keras.Sequential([
+        keras.Input((None,), dtype="int32"),
+        keras.layers.Embedding(9, 4, mask_zero=True),
+        kerasrnn.LSTM(3),
+    ])
+    assert model.inputs[0].name.startswith("keras_tensor")
+    manifest = to_onnx(model, tmp_path)
+    assert [entry["name"] for entry in manifest["inputs"]] == ["inputs"]

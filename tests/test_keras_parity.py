@@ -212,3 +212,18 @@ def test_keras_only_arguments_carry_over(ours_cls, keras_cls, extra):
     clone = ours_cls.from_config(ours.get_config())
     assert clone.get_config() == ours.get_config()
     assert clone.activity_regularizer is not None
+
+
+@pytest.mark.parametrize("name", ["SimpleRNN", "LSTM", "GRU"])
+def test_constructor_spells_out_every_keras_argument(name):
+    """help() and IDEs list the arguments: every argument of
+    keras.layers.<name> is in kerasrnn.<name>'s signature, in Keras'
+    order and with Keras' default."""
+    import inspect
+
+    theirs = inspect.signature(getattr(keras.layers, name)).parameters
+    ours = inspect.signature(getattr(kerasrnn, name)).parameters
+    keras_names = [n for n in theirs if n != "kwargs"]
+    assert [n for n in ours if n in theirs and n != "kwargs"] == keras_names
+    for argument in keras_names:
+        assert ours[argument].default == theirs[argument].default, argument

@@ -329,3 +329,21 @@ def test_every_optimizer_trains_a_model_built_by_the_trainer(optimizer):
               for epoch in range(1, 4)]
     assert all(np.isfinite(losses))
     assert losses[-1] < losses[0] - 0.3
+
+
+def test_vocabulary_is_saved_with_the_model(tmp_path):
+    vocabulary = Vocabulary.build(tokenize(PTB_LIKE, "word"), "word")
+    model = LanguageModel(vocabulary.size, 8, 8, num_layers=1,
+                          vocabulary=vocabulary)
+    model(np.zeros((1, 1), "int32"))
+    expected = model.generate("the cat", max_length=4, method="greedy")
+    path = tmp_path / "lm.keras"
+    model.save(path)
+    restored = keras.models.load_model(path)
+    assert restored.vocabulary.tokens == vocabulary.tokens
+    assert restored.generate("the cat", max_length=4,
+                             method="greedy") == expected
+    with pytest.raises(ValueError, match="needs the `vocabulary`"):
+        small_model().generate("the")
+    with pytest.raises(ValueError, match="options"):
+        model.generate("the", max_length=3, method="greedy", beam_width=2)

@@ -17,6 +17,7 @@ from kerasrnn.models import ScheduledSampling
 from kerasrnn.models import Seq2Seq
 from kerasrnn.models import SequenceExactMatch
 from kerasrnn.models import text
+from kerasrnn.models import translation
 from kerasrnn.models.seq2seq import GENERATE_CACHE_SIZE
 
 PAD, BOS, EOS = 0, 1, 2
@@ -631,3 +632,36 @@ def test_bahdanau_under_mixed_precision_masks_without_overflow():
     alignments = np.asarray(alignments, "float32")
     np.testing.assert_array_equal(alignments[~mask], 0.0)
     np.testing.assert_allclose(alignments.sum(-1), 1.0, atol=1e-3)
+
+
+def test_translation_pairs_split_and_bleu(tmp_path):
+    path = tmp_path / "pairs.txt"
+    path.write_text("Go.\tVa !\nGo.\tMarche.\nHi.\tSalut !\nRun!\tCours !\n"
+                    "A b c d e f.\tx\n", encoding="utf-8")
+    pairs = translation.read_pairs(path, max_words=3)
+    assert pairs == [("Go.", "Va !"), ("Go.", "Marche."), ("Hi.", "Salut !"),
+                     ("Run!", "Cours !")]
+    train, test = translation.split_by_source(
+        pairs, 0.5, np.random.default_rng(0))
+    held_out = {source for source, _ in test}
+    assert len(held_out) == 1 and not held_out & {s for s, _ in train}
+    if "Go." in held_out:     # all references of a held-out source
+        assert dict(test)["Go."] == ["Va !", "Marche."]
+    # Scored against every reference: the second one matches exactly.
+    score = translation.corpus_bleu(
+        ["le chat est sur le tapis ."],
+        [["un chien dort .", "le chat est sur le tapis ."]])
+    assert score.score == pytest.approx(100.0)
+    path.write_text("no tab here\n", encoding="utf-8")
+    with pytest.raises(ValueError, match=r"pairs.txt:1: expected "
+                       r"'source<TAB>target'"):
+        translation.read_pairs(path, 10)
+
+
+def test_bleu_without_sacrebleu_names_the_extra(monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "sacrebleu", None)
+    with pytest.raises(ModuleNotFoundError, match=r'pip install -e '
+                       r'"\.\[examples\]"'):
+        translation.corpus_bleu(["a"], [["a"]])

@@ -1,5 +1,6 @@
-"""The TensorFlow-free ``kerasrnn_serving.Predictor``: results, batching, providers,
-input checks, the command line, and that it never imports TensorFlow."""
+"""The TensorFlow-free ``kerasrnn_serving.Predictor``: results, batching,
+providers, input checks, the command line, and that it never imports
+TensorFlow."""
 
 import json
 import os

@@ -8,8 +8,8 @@
 * ``quantize_onnx(directory)``: int8 dynamic quantization of that model,
   with the change in outputs it causes.
 
-Serve the result with the TensorFlow-free ``kerasrnn_serving`` package (numpy and
-onnxruntime only).
+Serve the result with the TensorFlow-free ``kerasrnn_serving`` package
+(numpy and onnxruntime only).
 """
 
 from kerasrnn.export.onnx import build_onnx

@@ -225,9 +225,11 @@ def bucketed_dataset(
     Returns:
         A ``tf.data.Dataset`` of ``(source (B, S), target (B, T))`` with a
         known cardinality: each bucket holds the same pairs in every epoch
-        (only their order changes), so it yields ``ceil(pairs / B)``
-        batches, and Keras' ``fit`` neither warns that the input "ran out
-        of data" nor cuts a later epoch to the first one's length.
+        (only their order changes), so it yields ``Σ_buckets ceil(n_b /
+        B)`` batches (``n_b`` pairs in bucket b; at least ``ceil(pairs /
+        B)``, more when buckets end in partial batches) every epoch, and
+        Keras' ``fit`` neither warns that the input "ran out of data" nor
+        cuts a later epoch to the first one's length.
     """
     sources = _ragged("sources", sources)
     targets = _ragged("targets", targets)

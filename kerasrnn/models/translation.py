@@ -46,17 +46,26 @@ def split_by_source(pairs, test_fraction, rng):
     return train, sorted(references.items())
 
 
+def require_sacrebleu():
+    """The ``sacrebleu`` module, or an error that names the extra that
+    installs it (call it before hours of training, not after)."""
+    try:
+        import sacrebleu
+    except ModuleNotFoundError as error:
+        if error.name != "sacrebleu":
+            raise
+        raise ModuleNotFoundError(
+            "BLEU needs sacrebleu: pip install -e \".[examples]\" (or pip "
+            "install sacrebleu)", name="sacrebleu",
+        ) from error
+    return sacrebleu
+
+
 def corpus_bleu(hypotheses, references):
     """sacrebleu corpus BLEU (13a tokenisation) of ``hypotheses`` against
     every reference of each: ``references[i]`` is the list of
     translations of hypothesis ``i``."""
-    try:
-        import sacrebleu
-    except ModuleNotFoundError as error:
-        raise ModuleNotFoundError(
-            "BLEU needs sacrebleu: pip install -e \".[examples]\" (or pip "
-            "install sacrebleu)"
-        ) from error
+    sacrebleu = require_sacrebleu()
     if len(hypotheses) != len(references):
         raise ValueError(
             f"{len(hypotheses)} hypotheses but {len(references)} reference "
