@@ -501,7 +501,7 @@ def test_mixed_precision_model_exports_as_float32(tmp_path):
     assert {layer.compute_dtype for layer in twin.layers[1:]} == {"float32"}
     expected = np.asarray(twin(tokens))
     np.testing.assert_allclose(got, expected, atol=1e-5)
-    parity.record("onnxruntime", got, expected)
+    parity.record("exported models in onnxruntime", got, expected)
     np.testing.assert_allclose(got, np.asarray(model(tokens), "float32"),
                                atol=1e-2)
 

@@ -71,8 +71,8 @@ def keras_outputs(model, feeds):
 def test_import_and_predict_never_load_tensorflow(tagger):
     _, directory = tagger
     code = (
-        "import sys, numpy as np, serving\n"
-        f"p = serving.Predictor({str(directory)!r})\n"
+        "import sys, numpy as np, kerasrnn_serving\n"
+        f"p = kerasrnn_serving.Predictor({str(directory)!r})\n"
         "out = p.predict(np.array([[1, 2, 3, 0]], 'int32'))\n"
         "loaded = [m for m in ('tensorflow', 'keras', 'kerasrnn')\n"
         "          if m in sys.modules]\n"
