@@ -72,6 +72,9 @@ def parse_arguments(argv=None):
     parser.add_argument("--time-limit", type=float,
                         help="stop after the epoch that passes this many "
                         "minutes")
+    parser.add_argument("--embeddings-initializer", default=None,
+                        help="a Keras initializer name or JSON config "
+                        "(default: LanguageModel's)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--prompt", default="ROMEO:\n")
     parser.add_argument("--sample-length", type=int, default=300)
@@ -102,7 +105,7 @@ def main(argv=None):
         vocabulary.size, embedding_dim=args.embedding_dim, units=args.units,
         num_layers=args.layers, cell=args.cell,
         inter_layer_dropout=args.dropout, output_dropout=args.dropout,
-        seed=args.seed,
+        seed=args.seed, **initializer_arguments(args),
     )
     model(keras.ops.zeros((1, 1), "int32"))
     print(f"model: {args.layers} x {args.units} {args.cell.upper()}, "
@@ -167,6 +170,15 @@ def main(argv=None):
         _write(args.results, {"args": vars(args), "history": history,
                               "summary": summary})
     return summary
+
+
+def initializer_arguments(args):
+    if args.embeddings_initializer is None:
+        return {}
+    value = args.embeddings_initializer
+    if value.lstrip().startswith("{"):
+        value = json.loads(value)
+    return {"embeddings_initializer": value}
 
 
 def _write(path, payload):

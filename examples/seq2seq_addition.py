@@ -17,6 +17,7 @@ import keras
 import numpy as np
 
 from kerasrnn.models import Seq2Seq
+from kerasrnn.models import default_optimizer
 from kerasrnn.models import text
 
 
@@ -76,7 +77,7 @@ def main():
         attention="luong_general", max_source_length=7, max_target_length=6,
         seed=args.seed,
     )
-    model.compile(optimizer=keras.optimizers.Adam(3e-3, clipnorm=1.0))
+    model.compile(optimizer=default_optimizer(3e-3))
     start = time.time()
     history = model.fit(
         source, target, batch_size=args.batch_size, epochs=args.epochs,

@@ -19,6 +19,7 @@ import keras
 import numpy as np
 
 from kerasrnn.models import Seq2Seq
+from kerasrnn.models import default_optimizer
 from kerasrnn.models import text
 
 FIRST = datetime.date(1900, 1, 1)
@@ -94,7 +95,7 @@ def main():
         embedding_dim=32, units=args.units, cell="gru", bidirectional=True,
         attention="bahdanau", max_target_length=12, seed=args.seed,
     )
-    model.compile(optimizer=keras.optimizers.Adam(3e-3, clipnorm=1.0))
+    model.compile(optimizer=default_optimizer(3e-3))
     dataset = text.bucketed_dataset(
         sources.encode(train_x), targets.encode(train_y, bos_eos=True),
         batch_size=args.batch_size, boundaries=[16, 24, 32], seed=args.seed,

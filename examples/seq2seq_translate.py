@@ -26,6 +26,7 @@ import tensorflow as tf
 from matplotlib.figure import Figure
 
 from kerasrnn.models import Seq2Seq
+from kerasrnn.models import default_optimizer
 from kerasrnn.models import text
 from kerasrnn.models import translation
 
@@ -173,7 +174,7 @@ def main():
             bidirectional=True, attention=attention, dropout=args.dropout,
             max_target_length=2 * args.max_words + 4, seed=args.seed,
         )
-    model.compile(optimizer=keras.optimizers.Adam(1e-3, clipnorm=5.0))
+    model.compile(optimizer=default_optimizer())
     report = {
         "attention": args.attention, "train_pairs": len(train),
         "test_sources": len(test),

@@ -665,3 +665,13 @@ def test_bleu_without_sacrebleu_names_the_extra(monkeypatch):
     with pytest.raises(ModuleNotFoundError, match=r'pip install -e '
                        r'"\.\[examples\]"'):
         translation.corpus_bleu(["a"], [["a"]])
+
+
+def test_compile_defaults_to_adam_with_global_clipping():
+    model = small_model()
+    model.compile()
+    optimizer = model.optimizer
+    assert isinstance(optimizer, keras.optimizers.Adam)
+    assert optimizer.global_clipnorm == 1.0 and optimizer.clipnorm is None
+    assert optimizer.epsilon == 1e-8
+    assert float(optimizer.learning_rate) == pytest.approx(1e-3)

@@ -22,6 +22,7 @@ from kerasrnn.models.metrics import Perplexity
 from kerasrnn.models.metrics import SequenceExactMatch
 from kerasrnn.models.schedules import ScheduledSampling
 from kerasrnn.models.seq2seq import Seq2Seq
+from kerasrnn.models.seq2seq import default_optimizer
 
 __all__ = [
     "BahdanauAttention",
@@ -33,6 +34,7 @@ __all__ = [
     "ScheduledSampling",
     "Seq2Seq",
     "SequenceExactMatch",
+    "default_optimizer",
     "lm_data",
     "lm_training",
     "text",

@@ -53,10 +53,17 @@ class LanguageModel(keras.Model):
         output_dropout: dropout on the last layer's outputs, before the
             softmax. (Zaremba et al.'s regularised models use one rate for
             all three: the non-recurrent connections.)
-        init_scale: None for Keras' default initialisers; a number s
+        init_scale: None for the initialiser arguments below; a number s
             initialises every weight (embedding, kernels, biases, softmax)
             uniformly in [-s, s] with no forget-gate bias offset, as Zaremba
-            et al. do (s = 0.1 for the small model).
+            et al. do (s = 0.1 for the small model), and excludes them.
+        embeddings_initializer: the embedding (default ``"uniform"``,
+            Keras' U(-0.05, 0.05)).
+        kernel_initializer, recurrent_initializer, bias_initializer: the
+            recurrent cells' (Keras' defaults ``"glorot_uniform"``,
+            ``"orthogonal"``, ``"zeros"``).
+        output_initializer: the softmax kernel (default
+            ``"glorot_uniform"``; its bias starts at zero).
         stateful: when ``call`` gets no ``initial_state``, start from the
             states carried from the previous call and store the final ones
             (for ``fit(..., shuffle=False)`` on ``stream_dataset``);
@@ -107,6 +114,11 @@ class LanguageModel(keras.Model):
         batch_size=None,
         seed=None,
         vocabulary=None,
+        embeddings_initializer="uniform",
+        kernel_initializer="glorot_uniform",
+        recurrent_initializer="orthogonal",
+        bias_initializer="zeros",
+        output_initializer="glorot_uniform",
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -176,20 +188,32 @@ class LanguageModel(keras.Model):
         self.batch_size = batch_size
         self.seed = seed
 
+        initializers = {
+            "embeddings_initializer": embeddings_initializer,
+            "kernel_initializer": kernel_initializer,
+            "recurrent_initializer": recurrent_initializer,
+            "bias_initializer": bias_initializer,
+            "output_initializer": output_initializer,
+        }
+        if init_scale is not None:
+            initializers = dict.fromkeys(initializers, _uniform(init_scale))
+        self.initializers = {
+            name: keras.initializers.get(value)
+            for name, value in initializers.items()
+        }
+        init = self.initializers
         self.embedding = keras.layers.Embedding(
             vocabulary_size, embedding_dim,
-            embeddings_initializer=_uniform(init_scale) or "uniform",
+            embeddings_initializer=init["embeddings_initializer"],
             name="embedding",
         )
-        cell_arguments = {}
-        if init_scale is not None:
-            cell_arguments = {
-                "kernel_initializer": _uniform(init_scale),
-                "recurrent_initializer": _uniform(init_scale),
-                "bias_initializer": _uniform(init_scale),
-            }
-            if cell == "lstm":
-                cell_arguments["unit_forget_bias"] = False
+        cell_arguments = {
+            name: init[name] for name in (
+                "kernel_initializer", "recurrent_initializer",
+                "bias_initializer")
+        }
+        if init_scale is not None and cell == "lstm":
+            cell_arguments["unit_forget_bias"] = False
         self.recurrent = CELLS[cell](
             units,
             num_layers=num_layers,
@@ -210,7 +234,7 @@ class LanguageModel(keras.Model):
         if not self.tie_weights:
             self.output_layer = keras.layers.Dense(
                 vocabulary_size,
-                kernel_initializer=_uniform(init_scale) or "glorot_uniform",
+                kernel_initializer=init["output_initializer"],
                 bias_initializer=_uniform(init_scale) or "zeros",
                 name="softmax",
             )
@@ -418,4 +442,9 @@ class LanguageModel(keras.Model):
                 ),
             }
         )
+        if self.init_scale is None:   # else init_scale sets every one
+            config.update(
+                {name: keras.initializers.serialize(value)
+                 for name, value in self.initializers.items()}
+            )
         return config
