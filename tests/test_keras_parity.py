@@ -227,3 +227,18 @@ def test_constructor_spells_out_every_keras_argument(name):
     assert [n for n in ours if n in theirs and n != "kwargs"] == keras_names
     for argument in keras_names:
         assert ours[argument].default == theirs[argument].default, argument
+
+
+def test_one_initializer_object_gives_every_direction_and_layer_its_own():
+    """As Keras' Bidirectional (which rebuilds the layer from its config),
+    an unseeded initializer object does not make the two directions or
+    the stacked layers start equal."""
+    layer = kerasrnn.GRU(3, num_layers=2, bidirectional=True,
+                         kernel_initializer=keras.initializers.GlorotUniform(),
+                         recurrent_initializer=keras.initializers.Orthogonal())
+    layer(np.zeros((1, 2, 6), "float32"))
+    for shape in ((6, 9), (3, 9)):   # input kernels, recurrent kernels
+        weights = [w for w in layer.get_weights() if w.shape == shape]
+        assert len(weights) == 4
+        for a, b in itertools.combinations(weights, 2):
+            assert not np.allclose(a, b)

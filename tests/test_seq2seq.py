@@ -1,6 +1,7 @@
 """Seq2Seq: teacher forcing equals stepping, scheduled sampling, masks,
 attention and metrics against NumPy, training, save/load, bad input."""
 
+import itertools
 import traceback
 import warnings
 
@@ -675,3 +676,15 @@ def test_compile_defaults_to_adam_with_global_clipping():
     assert optimizer.global_clipnorm == 1.0 and optimizer.clipnorm is None
     assert optimizer.epsilon == 1e-8
     assert float(optimizer.learning_rate) == pytest.approx(1e-3)
+
+
+def test_no_two_weights_share_an_initial_value():
+    """One unseeded initializer object draws its seed once; every weight
+    gets its own copy, so no two weights start equal."""
+    model = small_model(attention="bahdanau", bidirectional=True,
+                        cell="gru", units=16, embedding_dim=8)
+    values = [v.numpy().ravel() for v in model.trainable_variables
+              if np.ptp(v.numpy()) > 0]
+    for a, b in itertools.combinations(values, 2):
+        size = min(a.size, b.size)
+        assert not np.allclose(a[:size], b[:size])

@@ -32,6 +32,21 @@ def validate_units(units):
     return units
 
 
+def fresh_initializer(initializer):
+    """A new initializer with ``initializer``'s config.
+
+    An unseeded Keras initializer object draws its seed once, so one
+    object used for several weights gives them identical values (both
+    directions of a bidirectional layer, every layer of a stack); as Keras
+    itself does for its sublayers, each weight gets its own copy. A seeded
+    initializer stays seeded: its copies repeat the same values, as the
+    user asked. Strings and configs pass unchanged (Keras builds a new
+    object from them)."""
+    if isinstance(initializer, keras.initializers.Initializer):
+        return initializer.__class__.from_config(initializer.get_config())
+    return initializer
+
+
 def validate_rate(name, rate):
     """Checks a dropout rate lies in [0, 1)."""
     if not isinstance(rate, (int, float)) or not 0.0 <= rate < 1.0:

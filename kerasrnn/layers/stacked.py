@@ -16,6 +16,7 @@ from kerasrnn.cells import GRUCell
 from kerasrnn.cells import LSTMCell
 from kerasrnn.cells import SimpleRNNCell
 from kerasrnn.cells.base import RecurrentCell
+from kerasrnn.cells.base import fresh_initializer
 from kerasrnn.cells.base import validate_rate
 from kerasrnn.layers.bidirectional import Bidirectional
 from kerasrnn.layers.bidirectional import check_merge_mode
@@ -205,7 +206,11 @@ class StackedRecurrent(keras.layers.Layer):
         return names - {"self", "kwargs", "units"}
 
     def _make_rnn(self, index, direction, return_sequences, backwards, dtype):
-        config = dict(self.cell_config)
+        config = {
+            key: fresh_initializer(value) if key.endswith("_initializer")
+            else value
+            for key, value in self.cell_config.items()
+        }
         if config.get("seed") is not None:
             # Distinct dropout masks per layer and direction.
             config["seed"] = config["seed"] + 2 * index + direction

@@ -16,6 +16,8 @@ import keras
 import ml_dtypes
 from keras import ops
 
+from kerasrnn.cells.base import fresh_initializer
+
 
 def masked_score(dtype):
     """The score of masked (padding) steps: the lowest finite value of the
@@ -94,11 +96,11 @@ class BahdanauAttention(_Attention):
         super().build(query_shape, memory_shape)
         self.query_kernel = self.add_weight(
             shape=(self.query_dim, self.units), name="query_kernel",
-            initializer=self.kernel_initializer,
+            initializer=fresh_initializer(self.kernel_initializer),
         )
         self.memory_kernel = self.add_weight(
             shape=(self.memory_dim, self.units), name="memory_kernel",
-            initializer=self.kernel_initializer,
+            initializer=fresh_initializer(self.kernel_initializer),
         )
         self.bias = self.add_weight(
             shape=(self.units,), name="bias",
@@ -106,7 +108,7 @@ class BahdanauAttention(_Attention):
         )
         self.score_vector = self.add_weight(
             shape=(self.units,), name="score_vector",
-            initializer=self.kernel_initializer,
+            initializer=fresh_initializer(self.kernel_initializer),
         )
 
     def precompute(self, memory):
@@ -177,7 +179,7 @@ class LuongAttention(_Attention):
         else:
             self.kernel = self.add_weight(
                 shape=(self.query_dim, self.memory_dim), name="kernel",
-                initializer=self.kernel_initializer,
+                initializer=fresh_initializer(self.kernel_initializer),
             )
 
     def precompute(self, memory):

@@ -365,7 +365,7 @@ class RecurrentDecoder(keras.layers.Layer):
                 "tie_embeddings": self.tie_embeddings,
                 "dropout": self.dropout,
                 "seed": self.seed,
-                **initializers.serialize(self.initializers),
+                **self.initializers,
             }
         )
         return config

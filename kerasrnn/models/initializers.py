@@ -33,9 +33,13 @@ DEFAULTS = {
 
 
 def resolve(**given):
-    """``{argument: keras initializer}`` for the arguments in ``DEFAULTS``
-    (None takes the default); an unknown identifier is an error naming its
-    argument."""
+    """``{argument: serialised initializer}`` for the arguments in
+    ``DEFAULTS`` (None takes the default); an unknown identifier is an
+    error naming its argument.
+
+    Configs, not objects: every layer given one builds its own initializer
+    from it, so no two weights share a drawn seed (see
+    ``kerasrnn.cells.base.fresh_initializer``)."""
     unknown = set(given) - set(DEFAULTS)
     if unknown:
         raise TypeError(f"Unknown initializer arguments: {sorted(unknown)}")
@@ -43,8 +47,8 @@ def resolve(**given):
     for name, default in DEFAULTS.items():
         value = given.get(name)
         try:
-            resolved[name] = keras.initializers.get(
-                default if value is None else value
+            resolved[name] = keras.initializers.serialize(
+                keras.initializers.get(default if value is None else value)
             )
         except ValueError as error:
             raise ValueError(
@@ -61,12 +65,4 @@ def cell_arguments(resolved):
         name: resolved[name]
         for name in ("kernel_initializer", "recurrent_initializer",
                      "bias_initializer")
-    }
-
-
-def serialize(resolved):
-    """``resolved`` as config values for ``get_config``."""
-    return {
-        name: keras.initializers.serialize(value)
-        for name, value in resolved.items()
     }

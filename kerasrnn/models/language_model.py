@@ -196,7 +196,7 @@ class LanguageModel(keras.Model):
             "output_initializer": output_initializer,
         }
         if init_scale is not None:
-            initializers = dict.fromkeys(initializers, _uniform(init_scale))
+            initializers = {name: _uniform(init_scale) for name in initializers}
         self.initializers = {
             name: keras.initializers.get(value)
             for name, value in initializers.items()

@@ -715,7 +715,7 @@ class Seq2Seq(keras.Model):
                 "max_source_length": self.max_source_length,
                 "max_target_length": self.max_target_length,
                 "seed": self.seed,
-                **initializers.serialize(self.initializers),
+                **self.initializers,
                 "source_tokenizer": keras.saving.serialize_keras_object(
                     self.source_tokenizer
                 ),
