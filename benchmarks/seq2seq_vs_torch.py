@@ -184,7 +184,7 @@ class TorchRunner:
             (loss_sum / count).backward()
             nn.utils.clip_grad_norm_(self.model.parameters(), self.clip)
             self.optimizer.step()
-            total += float(loss_sum)
+            total += float(loss_sum.detach())
             tokens += count
         return total / tokens
 
@@ -194,7 +194,7 @@ class TorchRunner:
         total, tokens = 0.0, 0
         for source, target in batches:
             loss_sum, count = self._token_losses(source, target)
-            total += float(loss_sum)
+            total += float(loss_sum.detach())
             tokens += count
         return total / tokens
 

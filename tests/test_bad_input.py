@@ -79,8 +79,9 @@ def test_bad_dropout_rate(argument, rate):
 def test_bad_configs():
     with pytest.raises(TypeError, match=r"unknown argument\(s\) \['foo'\]"):
         kerasrnn.LSTM(4, foo=1)
-    with pytest.raises(TypeError, match="must be a kerasrnn cell"):
-        kerasrnn.RNN(keras.layers.LSTMCell(3))
+    with pytest.raises(TypeError, match="must be a kerasrnn cell, a "
+                       "Keras-compatible RNN cell"):
+        kerasrnn.RNN(keras.layers.Dense(3))     # no state_size
     with pytest.raises(ValueError, match="state_layout='torch'"):
         kerasrnn.LSTM(3, state_layout="torch")
     with pytest.raises(ValueError, match="num_layers=0"):

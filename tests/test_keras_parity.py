@@ -242,3 +242,88 @@ def test_one_initializer_object_gives_every_direction_and_layer_its_own():
         assert len(weights) == 4
         for a, b in itertools.combinations(weights, 2):
             assert not np.allclose(a, b)
+
+
+# --- any Keras-compatible cell in kerasrnn.RNN ------------------------------
+
+class CountingCell(keras.layers.Layer):
+    """A user's cell as Keras documents them: ``state_size``,
+    ``output_size`` (here not the state's size) and ``call(inputs,
+    states)``; h_t = tanh(x W + h_{t-1} U), output [h_t, 2 h_t]."""
+
+    def __init__(self, units, **kwargs):
+        super().__init__(**kwargs)
+        self.units = units
+        self.state_size = units
+        self.output_size = 2 * units
+
+    def build(self, input_shape):
+        self.kernel = self.add_weight(shape=(input_shape[-1], self.units))
+        self.recurrent_kernel = self.add_weight(shape=(self.units,
+                                                       self.units))
+
+    def call(self, inputs, states):
+        h = keras.ops.tanh(inputs @ self.kernel
+                           + states[0] @ self.recurrent_kernel)
+        return keras.ops.concatenate([h, 2 * h], axis=-1), [h]
+
+
+def run_both(make_cell, x, mask=None, copy=True, **options):
+    """kerasrnn.RNN and keras.layers.RNN on equal cells (weights copied)."""
+    ours = kerasrnn.RNN(make_cell(), **options)
+    theirs = keras.layers.RNN(make_cell(), **options)
+    ours(x[:1]), theirs(x[:1])
+    if copy:
+        ours.set_weights(theirs.get_weights())
+    return ours(x, mask=mask), theirs(x, mask=mask)
+
+
+@pytest.mark.parametrize("options", [
+    {}, {"return_sequences": True}, {"go_backwards": True},
+    {"return_sequences": True, "return_state": True},
+    {"unroll": True, "return_sequences": True},
+])
+@pytest.mark.parametrize("make_cell", [
+    lambda: keras.layers.LSTMCell(4), lambda: keras.layers.GRUCell(4),
+    lambda: CountingCell(3),
+    lambda: [keras.layers.LSTMCell(4), keras.layers.SimpleRNNCell(2)],
+], ids=["keras-lstm", "keras-gru", "user-cell", "stack"])
+def test_any_keras_cell_runs_as_in_keras_rnn(make_cell, options):
+    x = np.random.default_rng(0).normal(size=(3, 5, 6)).astype("float32")
+    mask = np.array([[1] * 5, [1] * 3 + [0] * 2, [1] + [0] * 4], bool)
+    ours, theirs = run_both(make_cell, x, mask=mask, **options)
+    flat_ours = keras.tree.flatten(ours)
+    flat_theirs = keras.tree.flatten(theirs)
+    assert len(flat_ours) == len(flat_theirs)
+    if options.get("return_state"):   # states nested as Keras nests them
+        assert keras.tree.map_structure(
+            lambda t: tuple(t.shape), list(ours)[1:]) == (
+            keras.tree.map_structure(
+                lambda t: tuple(t.shape), list(theirs)[1:]))
+    for a, b in zip(flat_ours, flat_theirs):
+        parity.record("Keras built-in layers", np.asarray(a), np.asarray(b))
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=1e-6)
+
+
+def test_a_list_of_kerasrnn_cells_is_a_stack_with_nested_states():
+    layer = kerasrnn.RNN([kerasrnn.LSTMCell(4), kerasrnn.GRUCell(3)],
+                         return_state=True)
+    output, first, second = layer(np.ones((2, 5, 6), "float32"))
+    assert tuple(output.shape) == (2, 3)
+    assert [tuple(s.shape) for s in first] == [(2, 4), (2, 4)]
+    assert [tuple(s.shape) for s in second] == [(2, 3)]
+    restored = kerasrnn.RNN.from_config(layer.get_config())
+    restored(np.ones((2, 5, 6), "float32"))
+    restored.set_weights(layer.get_weights())
+    np.testing.assert_allclose(
+        restored(np.ones((2, 5, 6), "float32"))[0], output, atol=1e-6)
+
+
+@pytest.mark.parametrize("make_cell", [
+    lambda: kerasrnn.LSTMCell(2), lambda: keras.layers.GRUCell(2)])
+def test_stateful_batch_size_mismatch_names_the_batch_size(make_cell):
+    layer = kerasrnn.RNN(make_cell(), stateful=True)
+    layer(np.ones((4, 3, 2), "float32"))
+    with pytest.raises(ValueError, match="carries states for a batch size "
+                       "of 4; the sequences have a batch size of 1"):
+        layer(np.ones((1, 3, 2), "float32"))

@@ -1,4 +1,8 @@
-"""``RNN``: runs a kerasrnn cell over the time axis."""
+"""``RNN``: runs a cell over the time axis: kerasrnn's cells on their fast
+paths, any Keras-compatible cell (or a list of cells, stacked) on the
+generic loop."""
+
+import inspect
 
 import keras
 from keras import ops
@@ -29,7 +33,15 @@ class RNN(keras.layers.Layer):
             out_t  = out_t    where mask[:, t] else previous out (or zeros)
 
     Args:
-        cell: a kerasrnn cell (``SimpleRNNCell``, ``LSTMCell``, ``GRUCell``).
+        cell: a kerasrnn cell (``SimpleRNNCell``, ``LSTMCell``, ``GRUCell``:
+            projected inputs, fused loops), or any Keras-compatible cell
+            (a layer with ``state_size`` and ``call(inputs, states) ->
+            (output, new_states)``, optionally ``output_size``,
+            ``get_initial_state(batch_size)`` and a ``training`` argument;
+            Keras' own cells), run by the generic loop as
+            ``keras.layers.RNN`` runs it; or a list of cells, stacked in a
+            ``keras.layers.StackedRNNCells`` (states nested per cell, as
+            in Keras).
         return_sequences: return the output of every step ``(B, T, H)``
             instead of the last one ``(B, H)``.
         return_state: also return the final states.
@@ -72,11 +84,19 @@ class RNN(keras.layers.Layer):
         fused=True,
         **kwargs,
     ):
-        if not isinstance(cell, RecurrentCell):
+        if isinstance(cell, (list, tuple)):
+            cell = keras.layers.StackedRNNCells(list(cell))
+        if not isinstance(cell, RecurrentCell) and not (
+            callable(getattr(cell, "call", None))
+            and hasattr(cell, "state_size")
+        ):
             raise TypeError(
-                "`cell` must be a kerasrnn cell (SimpleRNNCell, LSTMCell, "
-                f"GRUCell). Received: cell={cell!r}"
+                "`cell` must be a kerasrnn cell, a Keras-compatible RNN cell "
+                "(a layer with `state_size` and `call(inputs, states) -> "
+                "(output, new_states)`) or a list of them. Received: "
+                f"cell={cell!r}"
             )
+        kwargs.pop("implementation", None)   # Keras' legacy argument
         super().__init__(**kwargs)
         self.cell = cell
         self.return_sequences = bool(return_sequences)
@@ -90,12 +110,21 @@ class RNN(keras.layers.Layer):
         self.states = None
 
     @property
+    def native(self):
+        """True for kerasrnn's own cells (the projected, fused loops)."""
+        return isinstance(self.cell, RecurrentCell)
+
+    @property
     def state_size(self):
-        return self.cell.state_size
+        """The size of each state, flattened (a stack's cells in order)."""
+        if self.native:
+            return self.cell.state_size
+        return [int(size) for size in keras.tree.flatten(
+            self.cell.state_size)]
 
     @property
     def units(self):
-        return self.cell.units
+        return getattr(self.cell, "units", None)
 
     def build(self, sequences_shape, initial_state_shape=None):
         if len(sequences_shape) != 3:
@@ -148,11 +177,14 @@ class RNN(keras.layers.Layer):
     reset_state = reset_states
 
     def call(self, sequences, initial_state=None, mask=None, training=False):
+        if not self.native:
+            return self._call_cell(sequences, initial_state, mask, training)
         sequences = check_sequences(
             sequences, self.name, self.cell.kernel.shape[0]
         )
         mask = check_mask(mask, sequences, self.name)
         batch_size = sequences.shape[0]
+        self._check_stateful_batch_size(batch_size)
         if initial_state is None:
             if self.stateful:
                 initial_state = [ops.convert_to_tensor(s) for s in self.states]
@@ -192,6 +224,19 @@ class RNN(keras.layers.Layer):
         if self.return_state:
             return [output, *final_states]
         return output
+
+    def _check_stateful_batch_size(self, batch_size):
+        """A stateful layer carries states for one batch size."""
+        if not self.stateful or self.states is None or batch_size is None:
+            return
+        expected = self.states[0].shape[0]
+        if batch_size != expected:
+            raise ValueError(
+                f"Layer '{self.name}' is stateful and carries states for a "
+                f"batch size of {expected}; the sequences have a batch size "
+                f"of {batch_size}. Feed batches of {expected} (or "
+                "rebuild the layer for the new batch size)."
+            )
 
     def _fused_loop(self, sequences, states, mask, recurrent_mask):
         if mask is not None:
@@ -241,22 +286,113 @@ class RNN(keras.layers.Layer):
             unroll=self.unroll,
         )
 
+    # --- any Keras-compatible cell -------------------------------------------
+
+    def _state_structure(self):
+        """The sizes of the states, nested as the cell takes and returns
+        them: as its ``get_initial_state`` nests them, else as its
+        ``state_size`` (a list even for one state, as Keras passes it)."""
+        get_initial_state = getattr(self.cell, "get_initial_state", None)
+        if get_initial_state is not None:
+            states = get_initial_state(batch_size=1)
+            if not keras.tree.is_nested(states):
+                states = [states]
+            return keras.tree.map_structure(
+                lambda state: int(state.shape[-1]), list(states)
+            )
+        sizes = self.cell.state_size
+        return list(sizes) if keras.tree.is_nested(sizes) else [sizes]
+
+    def _initial_cell_states(self, batch_size):
+        get_initial_state = getattr(self.cell, "get_initial_state", None)
+        if get_initial_state is None:
+            return [ops.zeros((batch_size, size), dtype=self.compute_dtype)
+                    for size in self.state_size]
+        return keras.tree.flatten(get_initial_state(batch_size=batch_size))
+
+    def _output_size(self):
+        size = getattr(self.cell, "output_size", None)
+        return self.state_size[0] if size is None else int(size)
+
+    def _call_cell(self, sequences, initial_state, mask, training):
+        """The generic loop for any Keras-compatible cell: the cell's own
+        ``call`` at every step, its states packed as it expects them."""
+        sequences = check_sequences(sequences, self.name)
+        mask = check_mask(mask, sequences, self.name)
+        batch_size = sequences.shape[0]
+        self._check_stateful_batch_size(batch_size)
+        if initial_state is None:
+            if self.stateful:
+                initial_state = [ops.convert_to_tensor(s) for s in self.states]
+            else:
+                initial_state = self._initial_cell_states(
+                    ops.shape(sequences)[0]
+                )
+        states = check_states(
+            keras.tree.flatten(initial_state), self.state_size, batch_size,
+            self.name, "initial_state",
+        )
+        # The loop runs in the cell's dtype, the result in the layer's.
+        cell_dtype = getattr(self.cell, "compute_dtype", self.compute_dtype)
+        states = [ops.cast(s, cell_dtype) for s in states]
+        structure = self._state_structure()
+        arguments = {}
+        if "training" in inspect.signature(self.cell.call).parameters:
+            arguments["training"] = training
+
+        def step(inputs_t, flat_states):
+            nested = keras.tree.pack_sequence_as(structure, flat_states)
+            output, new_states = self.cell(inputs_t, nested, **arguments)
+            return output, keras.tree.flatten(new_states)
+
+        if self.go_backwards:
+            sequences = ops.flip(sequences, axis=1)
+            if mask is not None:
+                mask = ops.flip(mask, axis=1)
+        last_output, outputs, final_states = run_time_loop(
+            step, sequences, states, mask=mask,
+            return_sequences=self.return_sequences,
+            zero_output_for_mask=self.zero_output_for_mask,
+            unroll=self.unroll,
+            zero_output=ops.zeros(
+                (ops.shape(sequences)[0], self._output_size()), cell_dtype
+            ),
+        )
+        for cell in _dropout_cells(self.cell):
+            cell.reset_dropout_mask()
+            cell.reset_recurrent_dropout_mask()
+        final_states = [ops.cast(s, self.compute_dtype) for s in final_states]
+        if self.stateful:
+            for variable, value in zip(self.states, final_states):
+                variable.assign(value)
+        output = outputs if self.return_sequences else last_output
+        output = ops.cast(output, self.compute_dtype)
+        if self.return_state:
+            nested = keras.tree.pack_sequence_as(structure, final_states)
+            return [output, *nested]
+        return output
+
     def compute_output_shape(self, sequences_shape, initial_state_shape=None):
         batch_size, steps = sequences_shape[0], sequences_shape[1]
+        output_size = (self.cell.output_size if self.native
+                       else self._output_size())
         if self.return_sequences:
-            output_shape = (batch_size, steps, self.cell.output_size)
+            output_shape = (batch_size, steps, output_size)
         else:
-            output_shape = (batch_size, self.cell.output_size)
+            output_shape = (batch_size, output_size)
         if self.return_state:
-            return [output_shape] + [
-                (batch_size, size) for size in self.state_size
-            ]
+            structure = (self.state_size if self.native
+                         else self._state_structure())
+            return [output_shape, *keras.tree.map_structure(
+                lambda size: (batch_size, int(size)), list(structure))]
         return output_shape
 
     def compute_mask(self, sequences, mask=None):
         output_mask = mask if self.return_sequences else None
         if self.return_state:
-            return [output_mask] + [None] * len(self.state_size)
+            structure = (self.state_size if self.native
+                         else self._state_structure())
+            return [output_mask] + [None] * len(structure)
         return output_mask
 
     def get_config(self):
@@ -280,3 +416,12 @@ class RNN(keras.layers.Layer):
         config = dict(config)
         config["cell"] = keras.saving.deserialize_keras_object(config["cell"])
         return cls(**config)
+
+
+def _dropout_cells(cell):
+    """The Keras ``DropoutRNNCell`` s in ``cell`` (itself, or a stack's),
+    whose per-sequence dropout masks are reset after each call."""
+    if hasattr(cell, "reset_recurrent_dropout_mask"):
+        yield cell
+    for inner in getattr(cell, "cells", ()):
+        yield from _dropout_cells(inner)

@@ -21,12 +21,14 @@ def run_time_loop(
     return_sequences=True,
     zero_output_for_mask=False,
     unroll=False,
+    zero_output=None,
 ):
     """Runs ``step`` over axis 1 of ``inputs``.
 
     Args:
         step: ``step(x_t, states) -> (output, new_states)`` where ``x_t`` is
-            ``inputs[:, t]`` and ``output`` has the shape of ``states[0]``.
+            ``inputs[:, t]`` and ``output`` has the shape of ``states[0]``
+            (or of ``zero_output``).
         inputs: ``(batch, time, features)``.
         initial_states: list of ``(batch, size)`` tensors.
         mask: None or a boolean ``(batch, time)`` tensor; False = skip step.
@@ -34,6 +36,9 @@ def run_time_loop(
         zero_output_for_mask: output zeros (not the previous output) at
             masked steps.
         unroll: unroll the loop in Python (needs a static time length).
+        zero_output: the output before the first step (default zeros like
+            ``states[0]``), for cells whose output is not their first
+            state.
 
     Returns:
         ``(last_output, outputs, final_states)``; ``outputs`` is
@@ -43,7 +48,8 @@ def run_time_loop(
     mask_tm = None
     if mask is not None:
         mask_tm = tf.expand_dims(tf.transpose(mask), -1)
-    zero_output = tf.zeros_like(initial_states[0])
+    if zero_output is None:
+        zero_output = tf.zeros_like(initial_states[0])
 
     def masked_step(x_t, mask_t, prev_output, states):
         output, new_states = step(x_t, states)
