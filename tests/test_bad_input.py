@@ -3,6 +3,7 @@
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 
 import kerasrnn
 
@@ -35,9 +36,18 @@ def test_wrong_feature_size_for_built_weights(make):
 
 
 @pytest.mark.parametrize("dtype", ["int32", "int64", "bool"])
-def test_non_float_input(dtype):
-    with pytest.raises(TypeError, match=f"floating-point.*dtype={dtype}"):
-        kerasrnn.LSTM(4)(np.zeros((2, 5, 3), dtype))
+def test_integer_input_is_cast_as_keras_does(dtype):
+    values = np.random.default_rng(0).integers(0, 2, (2, 5, 3))
+    for make in (lambda: kerasrnn.LSTM(4), lambda: kerasrnn.Bidirectional(
+            kerasrnn.GRU(3)), lambda: kerasrnn.RNN(kerasrnn.GRUCell(3))):
+        layer = make()
+        expected = layer(values.astype("float32"))
+        np.testing.assert_array_equal(layer(values.astype(dtype)), expected)
+
+
+def test_non_numeric_input():
+    with pytest.raises(TypeError, match="numeric `sequences`.*dtype=string"):
+        kerasrnn.LSTM(4)(tf.constant([[["a"]]]))
 
 
 def test_empty_sequence():

@@ -34,8 +34,9 @@ def merge(merge_mode, forward, backward):
 class Bidirectional(keras.layers.Layer):
     """Runs a recurrent layer forwards and a copy of it backwards.
 
-    The backward copy has the same configuration with ``go_backwards``
-    flipped and its own weights. Its outputs are flipped back to the input's
+    Both directions are copies made from the given layers' configs (as in
+    Keras): the backward one has the same configuration with
+    ``go_backwards`` flipped; each has its own weights. Its outputs are flipped back to the input's
     time order, so ``output[:, t]`` merges the forward state after
     ``x_0..x_t`` with the backward state after ``x_{T-1}..x_t``. With a mask
     (right-padded sequences) the backward direction starts at the last real
@@ -75,6 +76,13 @@ class Bidirectional(keras.layers.Layer):
             )
         super().__init__(**kwargs)
         self.merge_mode = check_merge_mode(merge_mode)
+        # A copy, as Keras makes: wrapping one layer twice gives two sets
+        # of weights, and the given layer is left as it was.
+        layer = type(layer).from_config(layer.get_config())
+        if backward_layer is not None:
+            backward_layer = type(backward_layer).from_config(
+                backward_layer.get_config()
+            )
         self.forward_layer = layer
         if backward_layer is None:
             config = layer.get_config()
@@ -109,7 +117,9 @@ class Bidirectional(keras.layers.Layer):
         self.backward_layer.build(sequences_shape)
 
     def call(self, sequences, initial_state=None, mask=None, training=False):
-        sequences = check_sequences(sequences, self.name)
+        sequences = check_sequences(
+            sequences, self.name, dtype=self.compute_dtype
+        )
         forward_state = backward_state = None
         if initial_state is not None:
             count = len(self.forward_layer.state_size)
@@ -143,6 +153,10 @@ class Bidirectional(keras.layers.Layer):
             states = forward_states + backward_states
         if self.return_sequences:
             backward = ops.flip(backward, axis=1)
+        # As Keras: the merged output is in this layer's dtype, whatever
+        # its directions compute in.
+        forward = ops.cast(forward, self.compute_dtype)
+        backward = ops.cast(backward, self.compute_dtype)
         output = merge(self.merge_mode, forward, backward)
         if not self.return_state:
             return output
@@ -177,6 +191,21 @@ class Bidirectional(keras.layers.Layer):
     def reset_states(self):
         self.forward_layer.reset_states()
         self.backward_layer.reset_states()
+
+    reset_state = reset_states   # the Keras 3 name
+
+    @property
+    def stateful(self):
+        return self.forward_layer.stateful
+
+    @property
+    def states(self):
+        """Forward then backward carried states (None if not carried)."""
+        forward = self.forward_layer.states
+        backward = self.backward_layer.states
+        if forward is None or backward is None:
+            return None
+        return [*forward, *backward]
 
     def get_config(self):
         config = super().get_config()

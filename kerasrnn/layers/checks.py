@@ -6,8 +6,10 @@ Each check names the argument, what it received and what it expected.
 from keras import ops
 
 
-def check_sequences(sequences, layer_name, feature_size=None):
-    """``sequences`` must be a float ``(batch, time, features)`` tensor."""
+def check_sequences(sequences, layer_name, feature_size=None, dtype=None):
+    """``sequences`` must be a numeric ``(batch, time, features)`` tensor;
+    integer and boolean ones are cast to ``dtype`` (the layer's compute
+    dtype), as Keras' recurrent layers do."""
     sequences = ops.convert_to_tensor(sequences)
     shape = tuple(sequences.shape)
     if len(shape) != 3:
@@ -15,14 +17,15 @@ def check_sequences(sequences, layer_name, feature_size=None):
             f"Layer '{layer_name}' expects `sequences` of rank 3 "
             f"(batch, time, features). Received: shape={shape}"
         )
-    dtype = str(sequences.dtype.name if hasattr(sequences.dtype, "name")
-                else sequences.dtype)
-    if "float" not in dtype:
-        raise TypeError(
-            f"Layer '{layer_name}' expects floating-point `sequences` (embed "
-            f"integer tokens first, e.g. with keras.layers.Embedding). "
-            f"Received: dtype={dtype}"
-        )
+    kind = str(sequences.dtype.name if hasattr(sequences.dtype, "name")
+               else sequences.dtype)
+    if "float" not in kind:
+        if not ("int" in kind or kind == "bool"):
+            raise TypeError(
+                f"Layer '{layer_name}' expects numeric `sequences`. "
+                f"Received: dtype={kind}"
+            )
+        sequences = ops.cast(sequences, dtype or "float32")
     if shape[1] == 0:
         raise ValueError(
             f"Layer '{layer_name}' received empty sequences (time axis of "

@@ -180,7 +180,8 @@ class RNN(keras.layers.Layer):
         if not self.native:
             return self._call_cell(sequences, initial_state, mask, training)
         sequences = check_sequences(
-            sequences, self.name, self.cell.kernel.shape[0]
+            sequences, self.name, self.cell.kernel.shape[0],
+            self.compute_dtype,
         )
         mask = check_mask(mask, sequences, self.name)
         batch_size = sequences.shape[0]
@@ -317,7 +318,9 @@ class RNN(keras.layers.Layer):
     def _call_cell(self, sequences, initial_state, mask, training):
         """The generic loop for any Keras-compatible cell: the cell's own
         ``call`` at every step, its states packed as it expects them."""
-        sequences = check_sequences(sequences, self.name)
+        sequences = check_sequences(
+            sequences, self.name, dtype=self.compute_dtype
+        )
         mask = check_mask(mask, sequences, self.name)
         batch_size = sequences.shape[0]
         self._check_stateful_batch_size(batch_size)

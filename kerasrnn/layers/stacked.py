@@ -89,6 +89,9 @@ class StackedRecurrent(keras.layers.Layer):
         state_layout="keras",
         **kwargs,
     ):
+        # Keras' legacy `implementation` (1 or 2) selects a kernel layout,
+        # not the numbers; Keras accepts it in constructors and configs.
+        kwargs.pop("implementation", None)
         layer_kwargs = {
             key: kwargs.pop(key) for key in LAYER_ARGUMENTS if key in kwargs
         }
@@ -316,7 +319,7 @@ class StackedRecurrent(keras.layers.Layer):
 
     def call(self, sequences, initial_state=None, mask=None, training=False):
         sequences = check_sequences(
-            sequences, self.name, self.input_features
+            sequences, self.name, self.input_features, self.compute_dtype
         )
         initial_states = self.split_initial_state(
             initial_state, sequences.shape[0]
@@ -353,6 +356,55 @@ class StackedRecurrent(keras.layers.Layer):
             )
         for layer in self.recurrent_layers:
             layer.reset_states()
+
+    reset_state = reset_states   # the Keras 3 name
+
+    @property
+    def states(self):
+        """The carried states of a stateful layer (None before it is
+        built, or when not stateful), flat, in the ``"keras"`` layout."""
+        states = [layer.states for layer in self._rnn_layers()]
+        if any(s is None for s in states):
+            return None
+        return [state for layer_states in states for state in layer_states]
+
+    def _rnn_layers(self):
+        for layer in self.recurrent_layers:
+            if isinstance(layer, Bidirectional):
+                yield layer.forward_layer
+                yield layer.backward_layer
+            else:
+                yield layer
+
+    def get_initial_state(self, batch_size):
+        """Zero states for ``batch_size`` rows, in ``state_layout``."""
+        states = [
+            ops.zeros((batch_size, size), dtype=self.compute_dtype)
+            for _ in range(self.num_layers * self.num_directions)
+            for size in self.state_size
+        ]
+        if self.state_layout == "pytorch":
+            return self.to_pytorch_layout(states)
+        return states
+
+    def _first_cell(self):
+        layer = self.recurrent_layers[0]
+        if isinstance(layer, Bidirectional):
+            layer = layer.forward_layer
+        return layer.cell
+
+    @property
+    def cell(self):
+        """The cell, as ``keras.layers.LSTM.cell`` (for one
+        unidirectional layer; a stack has one cell per layer and
+        direction: ``recurrent_layers``)."""
+        if self.num_layers != 1 or self.bidirectional:
+            raise AttributeError(
+                f"Layer '{self.name}' runs {self.num_layers} layer(s) x "
+                f"{self.num_directions} direction(s), one cell each: read "
+                "them from `recurrent_layers`."
+            )
+        return self.recurrent_layers[0].cell
 
     def compute_output_shape(self, sequences_shape, initial_state_shape=None):
         batch_size, steps = sequences_shape[0], sequences_shape[1]
@@ -401,6 +453,26 @@ class StackedRecurrent(keras.layers.Layer):
             }
         )
         return config
+
+
+def _cell_attribute(name):
+    def read(self):
+        return getattr(self._first_cell(), name)
+
+    return property(read, doc=f"The cells' ``{name}`` (as Keras' layers).")
+
+
+# The cell attributes Keras' recurrent layers expose as properties
+# (``layer.activation``, ``layer.dropout``...); every cell of a stack has
+# the same ones.
+for _name in (
+    "activation", "recurrent_activation", "use_bias", "kernel_initializer",
+    "recurrent_initializer", "bias_initializer", "kernel_regularizer",
+    "recurrent_regularizer", "bias_regularizer", "kernel_constraint",
+    "recurrent_constraint", "bias_constraint", "dropout",
+    "recurrent_dropout", "unit_forget_bias", "reset_after",
+):
+    setattr(StackedRecurrent, _name, _cell_attribute(_name))
 
 
 @keras.saving.register_keras_serializable(package="kerasrnn")
