@@ -37,8 +37,9 @@ class Bidirectional(keras.layers.Layer):
     Both directions are copies made from the given layers' configs (as in
     Keras): the backward one has the same configuration with
     ``go_backwards`` flipped; each has its own weights. The backward
-    outputs are flipped back to the input's time order, so ``output[:, t]`` merges the forward state after
-    ``x_0..x_t`` with the backward state after ``x_{T-1}..x_t``. With a mask
+    outputs are flipped back to the input's time order, so ``output[:, t]``
+    merges the forward state after ``x_0..x_t`` with the backward state
+    after ``x_{T-1}..x_t``. With a mask
     (right-padded sequences) the backward direction starts at the last real
     step of each sequence, not at the padding: padding steps carry the
     initial state and output zeros.
