@@ -327,3 +327,75 @@ def test_stateful_batch_size_mismatch_names_the_batch_size(make_cell):
     with pytest.raises(ValueError, match="carries states for a batch size "
                        "of 4; the sequences have a batch size of 1"):
         layer(np.ones((1, 3, 2), "float32"))
+
+
+# --- the attributes and methods Keras users and Keras' wrappers touch -------
+
+@pytest.mark.parametrize("name", ["SimpleRNN", "LSTM", "GRU"])
+def test_reset_state_and_states_as_keras(name):
+    x = np.random.default_rng(1).normal(size=(2, 3, 4)).astype("float32")
+    ours = getattr(kerasrnn, name)(3, stateful=True)
+    theirs = getattr(keras.layers, name)(3, stateful=True)
+    ours(x), theirs(x)
+    ours.set_weights(theirs.get_weights())
+    ours.reset_state(), theirs.reset_state()
+    first = np.asarray(ours(x))
+    np.testing.assert_allclose(first, theirs(x), atol=1e-6)
+    np.testing.assert_allclose(ours(x), theirs(x), atol=1e-6)  # carried
+    assert len(ours.states) == len(theirs.states)
+    for a, b in zip(ours.states, theirs.states):
+        np.testing.assert_allclose(a, b, atol=1e-6)
+    ours.reset_state()
+    np.testing.assert_allclose(ours(x), first, atol=1e-6)
+    # Keras' own Bidirectional resets what it wraps with reset_state().
+    wrapped = keras.layers.Bidirectional(getattr(kerasrnn, name)(
+        3, stateful=True))
+    wrapped(x)
+    wrapped.reset_state()
+
+
+@pytest.mark.parametrize("name", ["SimpleRNN", "LSTM", "GRU"])
+def test_layer_attributes_as_keras(name):
+    options = {"dropout": 0.1, "recurrent_dropout": 0.2}
+    ours = getattr(kerasrnn, name)(3, **options)
+    theirs = getattr(keras.layers, name)(3, **options)
+    for attribute in ("units", "dropout", "recurrent_dropout", "use_bias"):
+        assert getattr(ours, attribute) == getattr(theirs, attribute)
+    assert ours.activation is theirs.activation
+    assert ours.cell.units == theirs.cell.units == 3
+    assert [tuple(s.shape) for s in ours.get_initial_state(5)] == [
+        tuple(s.shape) for s in theirs.get_initial_state(5)]
+    # Keras' Bidirectional wraps a kerasrnn layer that returns its states.
+    x = np.ones((2, 4, 5), "float32")
+    wrapped = keras.layers.Bidirectional(getattr(kerasrnn, name)(
+        3, return_state=True))
+    outputs = wrapped(x)
+    assert tuple(outputs[0].shape) == (2, 6)
+
+
+@pytest.mark.parametrize("name", ["LSTM", "GRU"])
+def test_keras_configs_with_implementation_load(name):
+    """Keras' legacy `implementation` argument is accepted (Keras 3 takes
+    it in the constructor; tf.keras configs carry it), so a Keras layer's
+    config builds the kerasrnn layer, with the same outputs."""
+    theirs = getattr(keras.layers, name)(4, implementation=1)
+    x = np.random.default_rng(2).normal(size=(2, 3, 5)).astype("float32")
+    expected = theirs(x)
+    config = dict(theirs.get_config(), implementation=2)
+    getattr(kerasrnn, name)(4, implementation=1)
+    ours = getattr(kerasrnn, name).from_config(config)
+    ours(x)
+    ours.set_weights(theirs.get_weights())
+    np.testing.assert_allclose(ours(x), expected, atol=1e-6)
+
+
+def test_bidirectional_copies_the_layer_and_follows_its_dtype():
+    layer = kerasrnn.LSTM(3)
+    first, second = kerasrnn.Bidirectional(layer), kerasrnn.Bidirectional(
+        layer)
+    x = np.ones((2, 4, 5), "float32")
+    first(x), second(x)
+    assert not layer.built                         # left as it was
+    assert not np.allclose(first.get_weights()[0], second.get_weights()[0])
+    mixed = kerasrnn.Bidirectional(kerasrnn.GRU(3), dtype="mixed_float16")
+    assert keras.backend.standardize_dtype(mixed(x).dtype) == "float16"
