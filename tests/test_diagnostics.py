@@ -505,3 +505,13 @@ def test_adding_batches_are_fresh_each_epoch():
     np.testing.assert_array_equal(first, batches[0][0])
     batches.on_epoch_end()
     assert not np.array_equal(first, batches[0][0])
+
+
+def test_a_loop_over_another_cell_is_refused_with_its_name():
+    model = keras.Sequential([
+        keras.Input((5, 2)), kerasrnn.RNN(keras.layers.GRUCell(3), name="k"),
+        keras.layers.Dense(1)])
+    x = np.zeros((2, 5, 2), "float32")
+    with pytest.raises(TypeError, match="layer 'k' runs a GRUCell"):
+        diagnostics.gradient_flow(model, x, np.zeros((2, 1), "float32"),
+                                  loss="mse")

@@ -219,6 +219,7 @@ def probe(layer, sequences, initial_state, mask, perturbations, prefix=""):
 
 
 def probe_rnn(layer, sequences, initial_state, mask, perturbations, prefix):
+    check_native(layer)
     cell = layer.cell
     sequences = check_sequences(sequences, layer.name, cell.kernel.shape[0])
     mask = check_mask(mask, sequences, layer.name)
@@ -367,9 +368,25 @@ def find_recurrent_layers(model):
     return found
 
 
+def check_native(layer):
+    """The probes need a kerasrnn cell's ``project_inputs`` and
+    ``recurrent_step``."""
+    if not layer.native:
+        raise TypeError(
+            "gradient_flow probes kerasrnn's cells (SimpleRNNCell, "
+            f"LSTMCell, GRUCell); layer '{layer.name}' runs a "
+            f"{type(layer.cell).__name__}."
+        )
+
+
 def recurrent_loops(layer, prefix=""):
-    """``(path, RNN)`` for every loop of a recurrent layer, in call order."""
+    """``(path, RNN)`` for every loop of a recurrent layer, in call order.
+
+    The probe re-runs a loop with its cell's ``project_inputs`` and
+    ``recurrent_step``: a ``kerasrnn.RNN`` running another cell (a Keras
+    or user cell, on the generic loop) is refused with its name."""
     if isinstance(layer, RNN):
+        check_native(layer)
         return [(prefix + layer.name, layer)]
     prefix = f"{prefix}{layer.name}/"
     if isinstance(layer, Bidirectional):
