@@ -33,9 +33,8 @@ from kerasrnn.decoding.greedy import greedy_search
 from kerasrnn.decoding.greedy import sample
 from kerasrnn.decoding.logits import top_k_filter
 from kerasrnn.decoding.logits import top_p_filter
+from kerasrnn.decoding.options import SEARCHES as METHODS
 from kerasrnn.decoding.result import DecodingResult
-
-METHODS = {"greedy": greedy_search, "sample": sample, "beam": beam_search}
 
 
 def decode(

@@ -15,23 +15,32 @@ eagerly, with a message naming it, and splits them in two:
 search then skips that filter, or draws a seed).
 """
 
+import inspect
+
 import tensorflow as tf
 
+from kerasrnn.decoding.beam import beam_search
 from kerasrnn.decoding.beam import check_length_penalty
 from kerasrnn.decoding.checks import check_int
 from kerasrnn.decoding.checks import check_lengths
+from kerasrnn.decoding.greedy import greedy_search
+from kerasrnn.decoding.greedy import sample
 from kerasrnn.decoding.logits import check_temperature
 from kerasrnn.decoding.logits import check_top_k
 from kerasrnn.decoding.logits import check_top_p
 
-# Every option of each search besides the step function, start ids, state,
-# end id, padding and forbidden ids, with its default.
+SEARCHES = {"greedy": greedy_search, "sample": sample, "beam": beam_search}
+# What the caller of a search (a model) always passes itself.
+_MODEL_ARGUMENTS = {"step_fn", "start_ids", "initial_state", "end_id",
+                    "max_length", "pad_id", "forbidden_ids"}
+# Every option of each search, with its default, read off its signature.
 OPTIONS = {
-    "greedy": {"min_length": 0},
-    "sample": {"min_length": 0, "temperature": 1.0, "top_k": None,
-               "top_p": None, "seed": None, "num_samples": 1},
-    "beam": {"min_length": 0, "beam_width": 4, "length_penalty_weight": 0.0,
-             "num_return": 1},
+    method: {
+        name: parameter.default
+        for name, parameter in inspect.signature(search).parameters.items()
+        if name not in _MODEL_ARGUMENTS
+    }
+    for method, search in SEARCHES.items()
 }
 STATIC = ("beam_width", "num_return", "num_samples")
 DTYPES = {"max_length": "int32", "min_length": "int32", "top_k": "int32",
