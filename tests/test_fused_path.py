@@ -178,3 +178,30 @@ def test_fit_with_xla_matches_fit_without(layer_class):
         model.fit(x, y, batch_size=4, epochs=2, shuffle=False, verbose=0)
     for a, b in zip(*(m.get_weights() for m in models)):
         np.testing.assert_allclose(a, b, atol=1e-5)
+
+
+def test_a_cell_with_only_recurrent_step_trains_on_the_generic_loop():
+    """RecurrentCell's documented contract (gate_count, recurrent_step) is
+    enough: without fused_step the cell trains on the generic loop."""
+    from kerasrnn.cells.base import RecurrentCell
+
+    class LeakyCell(RecurrentCell):
+        """h_t = 0.5 h_{t-1} + 0.5 tanh(x_t W + b + h_{t-1} U)."""
+
+        gate_count = 1
+
+        def recurrent_step(self, projected, states, recurrent_mask=None):
+            h = states[0]
+            new = 0.5 * h + 0.5 * keras.ops.tanh(
+                projected + keras.ops.matmul(h, self.recurrent_kernel))
+            return new, [new]
+
+    layer = kerasrnn.RNN(LeakyCell(3))
+    assert not layer.cell.supports_fused
+    model = keras.Sequential([keras.Input((4, 2)), layer,
+                              keras.layers.Dense(1)])
+    model.compile(optimizer="sgd", loss="mse")
+    x = np.random.default_rng(0).normal(size=(8, 4, 2)).astype("float32")
+    history = model.fit(x, np.ones((8, 1)), epochs=2, verbose=0)
+    assert np.all(np.isfinite(history.history["loss"]))
+    assert kerasrnn.RNN(kerasrnn.GRUCell(3)).cell.supports_fused

@@ -252,8 +252,17 @@ class RecurrentCell(keras.layers.Layer):
 
     @property
     def supports_fused(self):
-        """Whether every activation has a derivative known to the fused path."""
-        return all(
+        """Whether the fused path applies: the cell's class implements it
+        (``fused_step``, ``fused_step_backward`` and
+        ``fused_parameter_gradients``; a cell that defines only
+        ``recurrent_step`` runs the generic loop) and every activation has
+        a derivative known to it."""
+        implemented = all(
+            getattr(type(self), name) is not getattr(RecurrentCell, name)
+            for name in ("fused_step", "fused_step_backward",
+                         "fused_parameter_gradients")
+        )
+        return implemented and all(
             output_derivative(activation) is not None
             for activation in self.fused_activations()
         )
