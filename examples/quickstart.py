@@ -38,7 +38,7 @@ from kerasrnn.export import to_onnx
 VOCAB = 10          # token 0 is padding
 MAX_LENGTH = 20
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-# Subprocesses run the serving/ of this checkout, installed or not.
+# Subprocesses run the kerasrnn_serving/ of this checkout, installed or not.
 IN_THIS_CHECKOUT = {"cwd": ROOT,
                     "env": {**os.environ, "PYTHONPATH": str(ROOT)}}
 
