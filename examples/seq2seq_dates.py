@@ -6,7 +6,7 @@ weekday names, ordinal suffixes, case variations, numeric day.month.year).
 Held-out dates never appear in training (in any format). A GRU encoder and
 decoder with Bahdanau attention map characters to characters.
 
-    python examples/seq2seq_dates.py [--epochs 12] [--out artifacts/...]
+    python examples/seq2seq_dates.py [--epochs 2] [--out artifacts/...]
 """
 
 import argparse
@@ -64,7 +64,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--train", type=int, default=40_000)
     parser.add_argument("--test", type=int, default=5_000)
-    parser.add_argument("--epochs", type=int, default=12)
+    parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--units", type=int, default=128)
     parser.add_argument("--seed", type=int, default=0)
