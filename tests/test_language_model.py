@@ -347,3 +347,14 @@ def test_vocabulary_is_saved_with_the_model(tmp_path):
         small_model().generate("the")
     with pytest.raises(ValueError, match="options"):
         model.generate("the", max_length=3, method="greedy", beam_width=2)
+
+
+def test_stacked_layers_start_independent_under_init_scale():
+    """init_scale gives one uniform initializer; every layer's weights
+    still draw their own values (they once started equal)."""
+    model = small_model(init_scale=0.1)
+    kernels = [v.numpy() for v in model.recurrent.weights
+               if v.path.endswith("/kernel")]
+    assert len(kernels) == 2 and kernels[0].shape == kernels[1].shape
+    assert not np.allclose(kernels[0], kernels[1])
+    assert np.abs(kernels[0]).max() <= 0.1
