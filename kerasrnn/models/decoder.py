@@ -365,7 +365,7 @@ class RecurrentDecoder(keras.layers.Layer):
                 "tie_embeddings": self.tie_embeddings,
                 "dropout": self.dropout,
                 "seed": self.seed,
-                **self.initializers,
+                **initializers.config(self.initializers),
             }
         )
         return config

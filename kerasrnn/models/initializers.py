@@ -25,6 +25,8 @@ Two are not Keras' defaults, each measured on English-French with
   help: they keep Keras' Glorot/orthogonal.)
 """
 
+import json
+
 import keras
 
 # PyTorch's nn.Linear weights: U(-1/√fan_in, 1/√fan_in).
@@ -69,6 +71,13 @@ def resolve(**given):
                 f"Received: {name}={value!r}"
             ) from error
     return resolved
+
+
+def config(resolved):
+    """``resolved`` for ``get_config``: a copy in plain dicts, since Keras'
+    saving may annotate the config dicts it is given
+    (``shared_object_id``) and the model's own must stay as they are."""
+    return json.loads(json.dumps(dict(resolved)))
 
 
 def cell_arguments(resolved):

@@ -716,7 +716,7 @@ class Seq2Seq(keras.Model):
                 "max_source_length": self.max_source_length,
                 "max_target_length": self.max_target_length,
                 "seed": self.seed,
-                **self.initializers,
+                **initializers.config(self.initializers),
                 "source_tokenizer": keras.saving.serialize_keras_object(
                     self.source_tokenizer
                 ),
