@@ -688,3 +688,18 @@ def test_no_two_weights_share_an_initial_value():
     for a, b in itertools.combinations(values, 2):
         size = min(a.size, b.size)
         assert not np.allclose(a[:size], b[:size])
+
+
+def test_get_config_hands_out_copies_of_the_initializer_configs():
+    """Keras' saving may annotate the config dicts it is given
+    (``shared_object_id``); that must not reach the model's own config
+    (a CI run once saw a saved model's config differ from its reload)."""
+    model = small_model(attention="bahdanau")
+    config = model.get_config()
+    config["embeddings_initializer"]["shared_object_id"] = 1
+    assert "shared_object_id" not in model.get_config()[
+        "embeddings_initializer"]
+    decoder_config = model.decoder.get_config()
+    decoder_config["output_initializer"]["shared_object_id"] = 2
+    assert "shared_object_id" not in model.decoder.get_config()[
+        "output_initializer"]
