@@ -31,12 +31,12 @@ def test_wheel_holds_only_project_named_packages_and_the_commands(wheel):
     top_level = {name.split("/")[0] for name in names
                  if not name.split("/")[0].endswith(".dist-info")}
     assert top_level == {"kerasrnn", "kerasrnn_serving"}
-    assert "kerasrnn/export/cli_onnx.py" in names
+    assert "kerasrnn/export/cli.py" in names
     entry_points = wheel.read(next(
         n for n in names if n.endswith("entry_points.txt"))).decode()
     for command, target in [
-        ("kerasrnn-to-onnx", "kerasrnn.export.cli_onnx:main"),
-        ("kerasrnn-to-saved-model", "kerasrnn.export.cli_saved_model:main"),
+        ("kerasrnn-to-onnx", "kerasrnn.export.cli:onnx_main"),
+        ("kerasrnn-to-saved-model", "kerasrnn.export.cli:saved_model_main"),
         ("kerasrnn-serving", "kerasrnn_serving.__main__:main"),
     ]:
         assert f"{command} = {target}" in entry_points

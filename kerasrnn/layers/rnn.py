@@ -96,7 +96,6 @@ class RNN(keras.layers.Layer):
                 "(output, new_states)`) or a list of them. Received: "
                 f"cell={cell!r}"
             )
-        kwargs.pop("implementation", None)   # Keras' legacy argument
         super().__init__(**kwargs)
         self.cell = cell
         self.return_sequences = bool(return_sequences)
@@ -177,38 +176,16 @@ class RNN(keras.layers.Layer):
     reset_state = reset_states
 
     def call(self, sequences, initial_state=None, mask=None, training=False):
+        sequences, mask, states = self._prepare(sequences, initial_state, mask)
         if not self.native:
-            return self._call_cell(sequences, initial_state, mask, training)
-        sequences = check_sequences(
-            sequences, self.name, self.cell.kernel.shape[0],
-            self.compute_dtype,
-        )
-        mask = check_mask(mask, sequences, self.name)
-        batch_size = sequences.shape[0]
-        self._check_stateful_batch_size(batch_size)
-        if initial_state is None:
-            if self.stateful:
-                initial_state = [ops.convert_to_tensor(s) for s in self.states]
-            else:
-                initial_state = self.cell.get_initial_state(
-                    ops.shape(sequences)[0]
-                )
-        states = check_states(
-            initial_state, self.state_size, batch_size, self.name,
-            "initial_state",
-        )
+            return self._call_cell(sequences, mask, states, training)
         states = [ops.cast(s, self.compute_dtype) for s in states]
-
         input_mask, recurrent_mask = self.cell.dropout_masks(
             ops.shape(sequences)[0], sequences.shape[-1], training
         )
         if input_mask is not None:
             # One mask for the whole sequence: broadcast over time.
             sequences = sequences * ops.expand_dims(input_mask, 1)
-        if self.go_backwards:
-            sequences = ops.flip(sequences, axis=1)
-            if mask is not None:
-                mask = ops.flip(mask, axis=1)
         if self.fused and self.cell.supports_fused and not self.unroll:
             loop = self._fused_loop if training else self._forward_loop
             last_output, outputs, final_states = loop(
@@ -218,13 +195,53 @@ class RNN(keras.layers.Layer):
             last_output, outputs, final_states = self._generic_loop(
                 sequences, states, mask, recurrent_mask
             )
+        return self._result(last_output, outputs, final_states)
+
+    def _prepare(self, sequences, initial_state, mask):
+        """The checked sequences and mask (in processing order: reversed
+        with ``go_backwards``) and the flat list of initial states (given,
+        carried, or the cell's initial ones)."""
+        features = self.cell.kernel.shape[0] if self.native else None
+        sequences = check_sequences(
+            sequences, self.name, features, self.compute_dtype
+        )
+        mask = check_mask(mask, sequences, self.name)
+        batch_size = sequences.shape[0]
+        self._check_stateful_batch_size(batch_size)
+        if initial_state is None:
+            if self.stateful:
+                initial_state = [ops.convert_to_tensor(s) for s in self.states]
+            else:
+                initial_state = self._initial_cell_states(
+                    ops.shape(sequences)[0]
+                )
+        states = check_states(
+            keras.tree.flatten(initial_state), self.state_size, batch_size,
+            self.name, "initial_state",
+        )
+        if self.go_backwards:
+            sequences = ops.flip(sequences, axis=1)
+            if mask is not None:
+                mask = ops.flip(mask, axis=1)
+        return sequences, mask, states
+
+    def _result(self, last_output, outputs, final_states):
+        """Stores the carried states and returns what ``call`` returns, in
+        this layer's dtype; a Keras cell's states nested as it nests
+        them."""
+        final_states = [ops.cast(s, self.compute_dtype) for s in final_states]
         if self.stateful:
             for variable, value in zip(self.states, final_states):
                 variable.assign(value)
         output = outputs if self.return_sequences else last_output
-        if self.return_state:
-            return [output, *final_states]
-        return output
+        output = ops.cast(output, self.compute_dtype)
+        if not self.return_state:
+            return output
+        if not self.native:
+            final_states = keras.tree.pack_sequence_as(
+                self._state_structure(), final_states
+            )
+        return [output, *final_states]
 
     def _check_stateful_batch_size(self, batch_size):
         """A stateful layer carries states for one batch size."""
@@ -315,26 +332,9 @@ class RNN(keras.layers.Layer):
         size = getattr(self.cell, "output_size", None)
         return self.state_size[0] if size is None else int(size)
 
-    def _call_cell(self, sequences, initial_state, mask, training):
+    def _call_cell(self, sequences, mask, states, training):
         """The generic loop for any Keras-compatible cell: the cell's own
         ``call`` at every step, its states packed as it expects them."""
-        sequences = check_sequences(
-            sequences, self.name, dtype=self.compute_dtype
-        )
-        mask = check_mask(mask, sequences, self.name)
-        batch_size = sequences.shape[0]
-        self._check_stateful_batch_size(batch_size)
-        if initial_state is None:
-            if self.stateful:
-                initial_state = [ops.convert_to_tensor(s) for s in self.states]
-            else:
-                initial_state = self._initial_cell_states(
-                    ops.shape(sequences)[0]
-                )
-        states = check_states(
-            keras.tree.flatten(initial_state), self.state_size, batch_size,
-            self.name, "initial_state",
-        )
         # The loop runs in the cell's dtype, the result in the layer's.
         cell_dtype = getattr(self.cell, "compute_dtype", self.compute_dtype)
         states = [ops.cast(s, cell_dtype) for s in states]
@@ -348,10 +348,6 @@ class RNN(keras.layers.Layer):
             output, new_states = self.cell(inputs_t, nested, **arguments)
             return output, keras.tree.flatten(new_states)
 
-        if self.go_backwards:
-            sequences = ops.flip(sequences, axis=1)
-            if mask is not None:
-                mask = ops.flip(mask, axis=1)
         last_output, outputs, final_states = run_time_loop(
             step, sequences, states, mask=mask,
             return_sequences=self.return_sequences,
@@ -364,16 +360,7 @@ class RNN(keras.layers.Layer):
         for cell in _dropout_cells(self.cell):
             cell.reset_dropout_mask()
             cell.reset_recurrent_dropout_mask()
-        final_states = [ops.cast(s, self.compute_dtype) for s in final_states]
-        if self.stateful:
-            for variable, value in zip(self.states, final_states):
-                variable.assign(value)
-        output = outputs if self.return_sequences else last_output
-        output = ops.cast(output, self.compute_dtype)
-        if self.return_state:
-            nested = keras.tree.pack_sequence_as(structure, final_states)
-            return [output, *nested]
-        return output
+        return self._result(last_output, outputs, final_states)
 
     def compute_output_shape(self, sequences_shape, initial_state_shape=None):
         batch_size, steps = sequences_shape[0], sequences_shape[1]

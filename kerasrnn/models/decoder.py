@@ -98,14 +98,7 @@ class RecurrentDecoder(keras.layers.Layer):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        self.initializers = initializers.resolve(
-            embeddings_initializer=embeddings_initializer,
-            kernel_initializer=kernel_initializer,
-            recurrent_initializer=recurrent_initializer,
-            bias_initializer=bias_initializer,
-            attention_initializer=attention_initializer,
-            output_initializer=output_initializer,
-        )
+        self.initializers = initializers.resolve(locals())
         init = self.initializers
         self.vocabulary_size = check_positive_int(
             "vocabulary_size", vocabulary_size

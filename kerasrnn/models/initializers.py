@@ -46,20 +46,18 @@ DEFAULTS = {
 }
 
 
-def resolve(**given):
+def resolve(arguments):
     """``{argument: serialised initializer}`` for the arguments in
-    ``DEFAULTS`` (None takes the default); an unknown identifier is an
-    error naming its argument.
+    ``DEFAULTS``, read from ``arguments`` (a constructor's ``locals()``;
+    None takes the default); an unknown identifier is an error naming its
+    argument.
 
     Configs, not objects: every layer given one builds its own initializer
     from it, so no two weights share a drawn seed (see
     ``kerasrnn.cells.base.fresh_initializer``)."""
-    unknown = set(given) - set(DEFAULTS)
-    if unknown:
-        raise TypeError(f"Unknown initializer arguments: {sorted(unknown)}")
     resolved = {}
     for name, default in DEFAULTS.items():
-        value = given.get(name)
+        value = arguments.get(name)
         try:
             resolved[name] = keras.initializers.serialize(
                 keras.initializers.get(default if value is None else value)

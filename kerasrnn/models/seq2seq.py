@@ -151,14 +151,7 @@ class Seq2Seq(keras.Model):
             "target_tokenizer", target_tokenizer, target_vocabulary_size,
             bos_id=bos_id, eos_id=eos_id,
         )
-        self.initializers = initializers.resolve(
-            embeddings_initializer=embeddings_initializer,
-            kernel_initializer=kernel_initializer,
-            recurrent_initializer=recurrent_initializer,
-            bias_initializer=bias_initializer,
-            attention_initializer=attention_initializer,
-            output_initializer=output_initializer,
-        )
+        self.initializers = initializers.resolve(locals())
         init = self.initializers
         self.source_vocabulary_size = check_positive_int(
             "source_vocabulary_size", source_vocabulary_size
