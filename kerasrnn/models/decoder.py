@@ -116,7 +116,7 @@ class RecurrentDecoder(keras.layers.Layer):
 
         self.embedding = keras.layers.Embedding(
             vocabulary_size, embedding_dim,
-            embeddings_initializer=init["embeddings_initializer"],
+            **initializers.fresh(init, "embeddings_initializer"),
             name="embedding",
         )
         self.cells = [
@@ -132,20 +132,24 @@ class RecurrentDecoder(keras.layers.Layer):
         if attention == "bahdanau":
             self.attention_layer = BahdanauAttention(
                 attention_units or units,
-                kernel_initializer=init["attention_initializer"],
-                bias_initializer=init["bias_initializer"],
+                kernel_initializer=initializers.fresh_one(
+                    init, "attention_initializer"),
+                bias_initializer=initializers.fresh_one(
+                    init, "bias_initializer"),
                 name="attention",
             )
         elif attention is not None:
             self.attention_layer = LuongAttention(
                 attention.split("_")[1],
-                kernel_initializer=init["attention_initializer"],
+                kernel_initializer=initializers.fresh_one(
+                    init, "attention_initializer"),
                 name="attention",
             )
         if self.attention_layer is not None:
             self.attentional_dense = keras.layers.Dense(
                 units, activation="tanh", use_bias=False,
-                kernel_initializer=init["output_initializer"],
+                kernel_initializer=initializers.fresh_one(
+                    init, "output_initializer"),
                 name="attentional",
             )
         self.tied_projection = None
@@ -153,15 +157,18 @@ class RecurrentDecoder(keras.layers.Layer):
             if units != embedding_dim:
                 self.tied_projection = keras.layers.Dense(
                     embedding_dim, use_bias=False,
-                    kernel_initializer=init["output_initializer"],
+                    kernel_initializer=initializers.fresh_one(
+                        init, "output_initializer"),
                     name="tied_projection",
                 )
             self.output_layer = None
         else:
             self.output_layer = keras.layers.Dense(
                 vocabulary_size,
-                kernel_initializer=init["output_initializer"],
-                bias_initializer=init["bias_initializer"],
+                kernel_initializer=initializers.fresh_one(
+                    init, "output_initializer"),
+                bias_initializer=initializers.fresh_one(
+                    init, "bias_initializer"),
                 name="output",
             )
 
@@ -192,7 +199,8 @@ class RecurrentDecoder(keras.layers.Layer):
                 self.tied_projection.build((None, self.units))
             self.output_bias = self.add_weight(
                 shape=(self.vocabulary_size,), name="output_bias",
-                initializer=self.initializers["bias_initializer"],
+                initializer=initializers.fresh_one(
+                    self.initializers, "bias_initializer"),
             )
         else:
             self.output_layer.build((None, self.units))
@@ -358,7 +366,7 @@ class RecurrentDecoder(keras.layers.Layer):
                 "tie_embeddings": self.tie_embeddings,
                 "dropout": self.dropout,
                 "seed": self.seed,
-                **initializers.config(self.initializers),
+                **initializers.serialize(self.initializers),
             }
         )
         return config

@@ -25,9 +25,9 @@ Two are not Keras' defaults, each measured on English-French with
   help: they keep Keras' Glorot/orthogonal.)
 """
 
-import json
-
 import keras
+
+from kerasrnn.cells.base import fresh_initializer
 
 # PyTorch's nn.Linear weights: U(-1/√fan_in, 1/√fan_in).
 TORCH_LINEAR = {
@@ -47,20 +47,19 @@ DEFAULTS = {
 
 
 def resolve(arguments):
-    """``{argument: serialised initializer}`` for the arguments in
-    ``DEFAULTS``, read from ``arguments`` (a constructor's ``locals()``;
-    None takes the default); an unknown identifier is an error naming its
-    argument.
+    """``{argument: keras Initializer}`` for the arguments in ``DEFAULTS``,
+    read from ``arguments`` (a constructor's ``locals()``; None takes the
+    default); an unknown identifier is an error naming its argument.
 
-    Configs, not objects: every layer given one builds its own initializer
-    from it, so no two weights share a drawn seed (see
-    ``kerasrnn.cells.base.fresh_initializer``)."""
+    Hand each weight its own copy (``fresh``): an unseeded initializer
+    object draws its seed once, so one object shared by two weights would
+    start them equal (``kerasrnn.cells.base.fresh_initializer``)."""
     resolved = {}
     for name, default in DEFAULTS.items():
         value = arguments.get(name)
         try:
-            resolved[name] = keras.initializers.serialize(
-                keras.initializers.get(default if value is None else value)
+            resolved[name] = keras.initializers.get(
+                default if value is None else value
             )
         except ValueError as error:
             raise ValueError(
@@ -71,17 +70,29 @@ def resolve(arguments):
     return resolved
 
 
-def config(resolved):
-    """``resolved`` for ``get_config``: a copy in plain dicts, since Keras'
-    saving may annotate the config dicts it is given
-    (``shared_object_id``) and the model's own must stay as they are."""
-    return json.loads(json.dumps(dict(resolved)))
+def fresh(resolved, *names):
+    """``{name: a new copy of that initializer}`` for ``names`` (default:
+    all), to give to one layer."""
+    return {
+        name: fresh_initializer(resolved[name]) for name in names or resolved
+    }
+
+
+def fresh_one(resolved, name):
+    """A new copy of initializer ``name``, for one weight."""
+    return fresh_initializer(resolved[name])
 
 
 def cell_arguments(resolved):
-    """The cell constructor arguments among ``resolved``."""
+    """The cell constructor arguments among ``resolved``, fresh copies."""
+    return fresh(resolved, "kernel_initializer", "recurrent_initializer",
+                 "bias_initializer")
+
+
+def serialize(resolved):
+    """``resolved`` for ``get_config``: new config dicts on every call, as
+    Keras' layers serialise their initializers."""
     return {
-        name: resolved[name]
-        for name in ("kernel_initializer", "recurrent_initializer",
-                     "bias_initializer")
+        name: keras.initializers.serialize(value)
+        for name, value in resolved.items()
     }

@@ -214,7 +214,7 @@ class Seq2Seq(keras.Model):
 
         self.source_embedding = keras.layers.Embedding(
             source_vocabulary_size, embedding_dim,
-            embeddings_initializer=init["embeddings_initializer"],
+            **initializers.fresh(init, "embeddings_initializer"),
             name="source_embedding",
         )
         self.source_dropout = keras.layers.Dropout(
@@ -236,8 +236,10 @@ class Seq2Seq(keras.Model):
         if bridge == "dense":
             self.bridge_dense = keras.layers.Dense(
                 decoder_layers * self.states_per_cell * units,
-                kernel_initializer=init["output_initializer"],
-                bias_initializer=init["bias_initializer"],
+                kernel_initializer=initializers.fresh_one(
+                    init, "output_initializer"),
+                bias_initializer=initializers.fresh_one(
+                    init, "bias_initializer"),
                 name="bridge",
             )
         self.decoder = RecurrentDecoder(
@@ -252,7 +254,7 @@ class Seq2Seq(keras.Model):
             dropout=self.dropout,
             seed=seed,
             name="decoder",
-            **init,
+            **initializers.fresh(init),
         )
         self.sampling_probability = self.add_weight(
             shape=(), initializer="zeros", trainable=False,
@@ -709,7 +711,7 @@ class Seq2Seq(keras.Model):
                 "max_source_length": self.max_source_length,
                 "max_target_length": self.max_target_length,
                 "seed": self.seed,
-                **initializers.config(self.initializers),
+                **initializers.serialize(self.initializers),
                 "source_tokenizer": keras.saving.serialize_keras_object(
                     self.source_tokenizer
                 ),
