@@ -703,3 +703,20 @@ def test_get_config_hands_out_copies_of_the_initializer_configs():
     decoder_config["output_initializer"]["shared_object_id"] = 2
     assert "shared_object_id" not in model.decoder.get_config()[
         "output_initializer"]
+
+
+def test_model_built_while_loading_keeps_a_clean_config():
+    """load_model builds the model inside Keras' object-sharing scope,
+    where serialising an object twice marks it ``shared_object_id``; the
+    constructor must not serialise (one object given to two arguments
+    once leaked the mark into the model's config)."""
+    import json
+
+    from keras.src.saving.serialization_lib import ObjectSharingScope
+
+    shared = keras.initializers.GlorotUniform()
+    with ObjectSharingScope():
+        model = small_model(kernel_initializer=shared,
+                            attention_initializer=shared,
+                            attention="bahdanau")
+    assert "shared_object_id" not in json.dumps(model.get_config())
