@@ -82,6 +82,15 @@ def to_onnx(model, directory, *, output_names=None, verify=True):
             supported ones), a stateful layer, or an unsupported input
             dtype.
     """
+    from kerasrnn.export import generation
+    from kerasrnn.models import LanguageModel
+    from kerasrnn.models import Seq2Seq
+
+    if isinstance(model, Seq2Seq):
+        return generation.export_seq2seq(model, directory, verify=verify)
+    if isinstance(model, LanguageModel):
+        return generation.export_language_model(model, directory,
+                                                verify=verify)
     policies = precision.source_policies(model)
     twin = precision.float32_twin(model)
     model_proto, manifest = build_onnx(twin, output_names=output_names)
@@ -130,29 +139,12 @@ def build_onnx(model, output_names=None):
     results = _run_functional(graph, model, inputs, input_values)
     output_infos = []
     for name, tensor, value in zip(names, outputs, results):
-        graph.nodes.append(
-            onnx.helper.make_node("Identity", [value.name], [name],
-                                  name=graph.fresh(f"output/{name}"))
-        )
         shape, _ = _dims(tensor.shape, "float32", None, name)
-        output_infos.append((name, _dtype(tensor), shape))
-    nodes = prune(graph.nodes, names)
-    used = {name for node in nodes for name in node.input}
-    onnx_graph = onnx.helper.make_graph(
-        nodes,
-        model.name,
-        [value_info(*info) for info in input_infos],
-        [value_info(*info) for info in output_infos],
-        initializer=[i for i in graph.initializers if i.name in used],
-    )
-    model_proto = onnx.helper.make_model(
-        onnx_graph,
-        opset_imports=[onnx.helper.make_opsetid("", OPSET)],
-        ir_version=IR_VERSION,
-        producer_name="kerasrnn",
-        producer_version=_version(),
-    )
-    onnx.checker.check_model(model_proto, full_check=True)
+        output_infos.append((name, value.name, _dtype(tensor), shape))
+    model_proto, nodes = make_model(graph, model.name, input_infos,
+                                    output_infos)
+    output_infos = [(name, dtype, shape)
+                    for name, _, dtype, shape in output_infos]
     kept = {node.name for node in nodes}
     recurrent = [e for e in graph.recurrent_nodes if e["node"] in kept]
     manifest = manifest_lib.make(
@@ -172,6 +164,42 @@ def build_onnx(model, output_names=None):
                   "onnx": onnx.__version__},
     )
     return model_proto, manifest
+
+
+def make_model(graph, name, input_infos, output_infos):
+    """The checked ``onnx.ModelProto`` of ``graph``, pruned to what its
+    outputs need, and the nodes kept.
+
+    Args:
+        input_infos: ``(name, dtype, dims)`` of each graph input.
+        output_infos: ``(name, value name, dtype, dims)`` of each output:
+            the output ``name`` is an ``Identity`` of the graph's value.
+    """
+    for output, value, _, _ in output_infos:
+        graph.nodes.append(
+            onnx.helper.make_node("Identity", [value], [output],
+                                  name=graph.fresh(f"output/{output}"))
+        )
+    names = [info[0] for info in output_infos]
+    nodes = prune(graph.nodes, names)
+    used = {input_name for node in nodes for input_name in node.input}
+    onnx_graph = onnx.helper.make_graph(
+        nodes,
+        name,
+        [value_info(*info) for info in input_infos],
+        [value_info(output, dtype, shape)
+         for output, _, dtype, shape in output_infos],
+        initializer=[i for i in graph.initializers if i.name in used],
+    )
+    model_proto = onnx.helper.make_model(
+        onnx_graph,
+        opset_imports=[onnx.helper.make_opsetid("", OPSET)],
+        ir_version=IR_VERSION,
+        producer_name="kerasrnn",
+        producer_version=_version(),
+    )
+    onnx.checker.check_model(model_proto, full_check=True)
+    return model_proto, nodes
 
 
 def op_inventory(model_proto):

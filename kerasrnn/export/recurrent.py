@@ -304,25 +304,29 @@ def _check_layer(layer):
                 "the states as model inputs (initial_state) and outputs "
                 "(return_state=True)."
             )
-        cell = rnn.cell
-        if type(cell) not in CELL_TYPES:
-            raise TypeError(
-                f"Layer '{layer.name}' runs a {type(cell).__name__}; ONNX "
-                "export supports kerasrnn's SimpleRNNCell, LSTMCell and "
-                "GRUCell (exactly these classes: a subclass may compute "
-                "other equations)."
-            )
-        if cell.compute_dtype != "float32" or cell.variable_dtype != (
-            "float32"
-        ):
-            raise ValueError(
-                f"Layer '{layer.name}' computes in {cell.compute_dtype} "
-                f"with {cell.variable_dtype} weights; ONNX export supports "
-                "float32 models (set the dtype policy to 'float32')."
-            )
-        for name in ("activation", "recurrent_activation"):
-            if hasattr(cell, name):
-                _activation(layer, cell, name)
+        check_cell(rnn.cell, layer.name)
+
+
+def check_cell(cell, name):
+    """Refuses a cell the native operators cannot run (unknown class, not
+    float32, an activation with no ONNX counterpart); ``name`` is the
+    layer it belongs to, for the message."""
+    if type(cell) not in CELL_TYPES:
+        raise TypeError(
+            f"Layer '{name}' runs a {type(cell).__name__}; ONNX "
+            "export supports kerasrnn's SimpleRNNCell, LSTMCell and "
+            "GRUCell (exactly these classes: a subclass may compute "
+            "other equations)."
+        )
+    if cell.compute_dtype != "float32" or cell.variable_dtype != (
+        "float32"
+    ):
+        raise ValueError(
+            f"Layer '{name}' computes in {cell.compute_dtype} "
+            f"with {cell.variable_dtype} weights; ONNX export supports "
+            "float32 models (set the dtype policy to 'float32')."
+        )
+    _cell_activations(name, cell)
 
 
 def _rnn_layers(layer):
@@ -346,25 +350,25 @@ def _unwrap(layer):
     return layer, False
 
 
-def _activation(layer, cell, name):
+def _activation(layer_name, cell, name):
     function = getattr(cell, name)
     key = keras.activations.serialize(function)
     if not isinstance(key, str) or key not in ACTIVATIONS:
         raise ValueError(
-            f"Layer '{layer.name}': {name}={key!r} has no ONNX recurrent "
+            f"Layer '{layer_name}': {name}={key!r} has no ONNX recurrent "
             f"activation. Supported: {sorted(ACTIVATIONS)}."
         )
     return ACTIVATIONS[key]
 
 
-def _cell_activations(layer, cell):
+def _cell_activations(layer_name, cell):
     """The node's ``activations`` for one direction, in ONNX order:
     RNN f; GRU f (gates), g; LSTM f (gates), g (candidate), h (output)."""
     gate = (
-        [_activation(layer, cell, "recurrent_activation")]
+        [_activation(layer_name, cell, "recurrent_activation")]
         if hasattr(cell, "recurrent_activation") else []
     )
-    candidate = _activation(layer, cell, "activation")
+    candidate = _activation(layer_name, cell, "activation")
     if isinstance(cell, LSTMCell):
         return gate + [candidate, candidate]
     return gate + [candidate]
@@ -379,8 +383,7 @@ def _emit(graph, layers, x_tm, mask, initial, hint, need_sequences):
     order of ``layers``.
     """
     cells = [layer.cell for layer in layers]
-    cell_type = CELL_TYPES[type(cells[0])]
-    activations = [_cell_activations(layers[0], cell) for cell in cells]
+    activations = [_cell_activations(hint, cell) for cell in cells]
     signature = [
         (type(cell), cell.units, acts, getattr(cell, "reset_after", None))
         for cell, acts in zip(cells, activations)
@@ -403,58 +406,14 @@ def _emit(graph, layers, x_tm, mask, initial, hint, need_sequences):
     else:
         order = [0]
         direction = "reverse" if layers[0].go_backwards else "forward"
-    node_cells = [cells[i] for i in order]
-    weights = [
-        layouts.keras_to_onnx(
-            cell_type,
-            *(None if v is None else keras.ops.convert_to_numpy(v)
-              for v in (cell.kernel, cell.recurrent_kernel, cell.bias)),
-            reset_after=getattr(cell, "reset_after", True),
-        )
-        for cell in node_cells
-    ]
-    W, R, B = (np.stack(arrays).astype("float32") for arrays in
-               zip(*weights))
-    inputs = [
-        x_tm,
-        graph.constant(W, f"{hint}/W"),
-        graph.constant(R, f"{hint}/R"),
-        graph.constant(B, f"{hint}/B"),
-        "" if mask is None else graph.lengths(mask, hint),
-    ]
-    state_count = len(cells[0].state_size)
+    lengths = "" if mask is None else graph.lengths(mask, hint)
+    stacked_initial = None
     if initial is not None:
-        for kind in range(state_count):
-            stacked = [
-                graph.unsqueeze(initial[i][kind], [0], hint) for i in order
-            ]
-            inputs.append(
-                stacked[0] if len(stacked) == 1 else graph.op(
-                    "Concat", stacked, f"{hint}/initial_{kind}", axis=0
-                )
-            )
-    attributes = {"hidden_size": cells[0].units, "direction": direction}
-    flat = [a for i in order for a in activations[i]]
-    attributes["activations"] = [name for name, _, _ in flat]
-    # onnxruntime hands alphas (betas) out in order, only to the functions
-    # that take one: list exactly those.
-    alphas = [alpha for _, alpha, _ in flat if alpha is not None]
-    betas = [beta for _, _, beta in flat if beta is not None]
-    if alphas:
-        attributes["activation_alpha"] = alphas
-    if betas:
-        attributes["activation_beta"] = betas
-    if cell_type == "gru":
-        # Always explicit: onnxruntime's CUDA provider checks the attribute.
-        attributes["linear_before_reset"] = int(cells[0].reset_after)
-    outputs = ["Y" if need_sequences else "", "Y_h"]
-    if cell_type == "lstm":
-        outputs.append("Y_c")
-    op = ONNX_OPS[cell_type]
-    results = graph.op(op, inputs, hint, outputs=outputs, **attributes)
-    graph.recurrent_nodes.append(
-        {"node": graph.nodes[-1].name, "layer": hint, "op": op,
-         "direction": direction, "hidden_size": cells[0].units}
+        stacked_initial = [[initial[i][kind] for i in order]
+                           for kind in range(len(cells[0].state_size))]
+    results = _node(
+        graph, [cells[i] for i in order], [activations[i] for i in order],
+        direction, x_tm, lengths, stacked_initial, hint, need_sequences,
     )
     y, final = results[0], results[1:]
     directions = [None] * len(layers)
@@ -492,6 +451,77 @@ def _emit(graph, layers, x_tm, mask, initial, hint, need_sequences):
                 )
         directions[i] = Direction(layer, d, last, states, sequence, carried)
     return y, directions
+
+
+def _node(graph, cells, activations, direction, x_tm, lengths, initial,
+          hint, need_sequences):
+    """One native node over ``x_tm [T, B, F]`` for ``cells`` (one per
+    direction, in ONNX's order); ``initial`` is None or, per state kind,
+    the ``[B, H]`` names per direction. Returns the node's outputs
+    ``[Y or "", Y_h(, Y_c)]``."""
+    cell_type = CELL_TYPES[type(cells[0])]
+    weights = [
+        layouts.keras_to_onnx(
+            cell_type,
+            *(None if v is None else keras.ops.convert_to_numpy(v)
+              for v in (cell.kernel, cell.recurrent_kernel, cell.bias)),
+            reset_after=getattr(cell, "reset_after", True),
+        )
+        for cell in cells
+    ]
+    W, R, B = (np.stack(arrays).astype("float32") for arrays in
+               zip(*weights))
+    inputs = [
+        x_tm,
+        graph.constant(W, f"{hint}/W"),
+        graph.constant(R, f"{hint}/R"),
+        graph.constant(B, f"{hint}/B"),
+        lengths,
+    ]
+    for kind, names in enumerate(initial or []):
+        stacked = [graph.unsqueeze(name, [0], hint) for name in names]
+        inputs.append(
+            stacked[0] if len(stacked) == 1 else graph.op(
+                "Concat", stacked, f"{hint}/initial_{kind}", axis=0
+            )
+        )
+    attributes = {"hidden_size": cells[0].units, "direction": direction}
+    flat = [a for acts in activations for a in acts]
+    attributes["activations"] = [name for name, _, _ in flat]
+    # onnxruntime hands alphas (betas) out in order, only to the functions
+    # that take one: list exactly those.
+    alphas = [alpha for _, alpha, _ in flat if alpha is not None]
+    betas = [beta for _, _, beta in flat if beta is not None]
+    if alphas:
+        attributes["activation_alpha"] = alphas
+    if betas:
+        attributes["activation_beta"] = betas
+    if cell_type == "gru":
+        # Always explicit: onnxruntime's CUDA provider checks the attribute.
+        attributes["linear_before_reset"] = int(cells[0].reset_after)
+    outputs = ["Y" if need_sequences else "", "Y_h"]
+    if cell_type == "lstm":
+        outputs.append("Y_c")
+    op = ONNX_OPS[cell_type]
+    results = graph.op(op, inputs, hint, outputs=outputs, **attributes)
+    graph.recurrent_nodes.append(
+        {"node": graph.nodes[-1].name, "layer": hint, "op": op,
+         "direction": direction, "hidden_size": cells[0].units}
+    )
+    return results
+
+
+def cell_step(graph, cell, x, states, hint):
+    """One step of a kerasrnn cell as a native node on a sequence of
+    length 1: ``x [B, F]`` and the cell's ``[B, H]`` states -> the new
+    states (``h`` first; the cell's output is ``h``)."""
+    check_cell(cell, hint)
+    x_tm = graph.unsqueeze(x, [0], f"{hint}/x")
+    results = _node(
+        graph, [cell], [_cell_activations(hint, cell)], "forward", x_tm, "",
+        [[name] for name in states], hint, False,
+    )
+    return [graph.squeeze(name, [0], hint) for name in results[1:]]
 
 
 def _direction(graph, name, d, count, hint):
