@@ -12,7 +12,7 @@ $(VENV)/.installed: pyproject.toml
 
 .PHONY: demo test
 demo: $(VENV)/.installed
-	$(PY) examples/quickstart.py
+	$(PY) examples/demo.py
 
 test: $(VENV)/.installed
 	$(PY) -m pytest -n 2 -q

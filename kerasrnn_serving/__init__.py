@@ -5,13 +5,18 @@ this package never imports TensorFlow or Keras.
 
 * ``Predictor(directory)``: loads ``model.onnx`` and ``manifest.json``,
   checks inputs, batches, returns numpy arrays.
-* ``python -m kerasrnn_serving predict|serve|info DIR`` (installed as
-  ``kerasrnn-serving``): the command line and a small JSON-over-HTTP
-  server (``kerasrnn_serving.server``).
+* ``Generator(directory)``: an exported ``Seq2Seq`` or ``LanguageModel``
+  (encoder + one-step decoder graphs), decoded by ``search`` (greedy,
+  sampling, beam: NumPy ports of ``kerasrnn.decoding``), text in, text
+  out (``text``: the models' tokenizers without TensorFlow), streaming.
+* ``python -m kerasrnn_serving predict|generate|serve|info DIR``
+  (installed as ``kerasrnn-serving``): the command line and a small
+  JSON-over-HTTP server (``kerasrnn_serving.server``).
 """
 
+from kerasrnn_serving.generator import Generator
 from kerasrnn_serving.predictor import InputError
 from kerasrnn_serving.predictor import Predictor
 from kerasrnn_serving.predictor import read_manifest
 
-__all__ = ["InputError", "Predictor", "read_manifest"]
+__all__ = ["Generator", "InputError", "Predictor", "read_manifest"]

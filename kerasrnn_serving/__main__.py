@@ -3,10 +3,16 @@
     python -m kerasrnn_serving info DIR
     python -m kerasrnn_serving predict DIR --input tokens=tokens.npy [--lengths
         tokens=lengths.npy] [--output predictions.npz]
+    python -m kerasrnn_serving generate DIR "some text" [--method beam
+        --beam-width 5 --length-penalty 0.6 --num-return 3 --max-length 40
+        --temperature 0.8 --top-k 20 --top-p 0.9 --seed 1 --stream]
     python -m kerasrnn_serving serve DIR [--host 127.0.0.1] [--port 8000]
 
-``predict`` reads ``.npy`` files (or ``.json`` nested lists), prints a
-summary of each output and writes them to an ``.npz`` file.
+``predict`` (classifiers) reads ``.npy`` files (or ``.json`` nested
+lists), prints a summary of each output and writes them to an ``.npz``
+file. ``generate`` (seq2seq and language models) prints each text's
+hypotheses with their scores (``--json``: the answer as JSON).
+``serve`` serves either kind (``kerasrnn_serving.server``).
 """
 
 import argparse
@@ -16,21 +22,43 @@ import sys
 
 import numpy as np
 
+from kerasrnn_serving.generator import Generator
 from kerasrnn_serving.predictor import InputError
 from kerasrnn_serving.predictor import Predictor
+from kerasrnn_serving.predictor import read_manifest
 from kerasrnn_serving.server import make_server
+
+# --flag -> search option.
+SEARCH_FLAGS = {
+    "beam_width": int, "length_penalty_weight": float, "num_return": int,
+    "min_length": int, "temperature": float, "top_k": int, "top_p": float,
+    "seed": int, "num_samples": int,
+}
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m kerasrnn_serving",
                                      description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
-    for name in ("info", "predict", "serve"):
+    for name in ("info", "predict", "generate", "serve"):
         command = commands.add_parser(name)
         command.add_argument("directory", help="the export directory")
         command.add_argument("--quantized", action="store_true",
-                             help="run model.int8.onnx")
+                             help="run model.int8.onnx (classifiers)")
         command.add_argument("--batch-size", type=int, default=256)
+        if name == "generate":
+            command.add_argument("texts", nargs="+", help="the inputs")
+            command.add_argument("--method", default=None,
+                                 choices=["greedy", "sample", "beam"])
+            command.add_argument("--max-length", type=int, default=None)
+            for option, kind in SEARCH_FLAGS.items():
+                flag = option.replace("_", "-").replace(
+                    "-weight", "")
+                command.add_argument(f"--{flag}", dest=option, type=kind,
+                                     default=None)
+            command.add_argument("--stream", action="store_true",
+                                 help="print tokens as they are decoded")
+            command.add_argument("--json", action="store_true")
         if name == "predict":
             command.add_argument("--input", action="append", default=[],
                                  metavar="NAME=FILE", required=True)
@@ -42,12 +70,28 @@ def main(argv=None):
             command.add_argument("--port", type=int, default=8000,
                                  help="0 picks a free port")
     args = parser.parse_args(argv)
-    predictor = Predictor(args.directory, batch_size=args.batch_size,
-                          quantized=args.quantized)
-    print(f"model '{predictor.manifest['model_name']}' on "
+    kind = read_manifest(args.directory).get("kind", "classifier")
+    if kind == "classifier":
+        predictor = Predictor(args.directory, batch_size=args.batch_size,
+                              quantized=args.quantized)
+    else:
+        predictor = Generator(args.directory)
+    print(f"{kind} '{predictor.manifest['model_name']}' on "
           f"{predictor.provider}; tensorflow imported: "
           f"{'tensorflow' in sys.modules}", flush=True)
-    if args.command == "info":
+    if args.command == "generate":
+        if kind == "classifier":
+            print("error: generate needs a seq2seq or language-model "
+                  "export; use predict for a classifier.", file=sys.stderr)
+            return 2
+        return _generate(predictor, args)
+    if args.command == "info" and kind != "classifier":
+        print(json.dumps(predictor.metadata(), indent=2))
+    elif args.command == "predict" and kind != "classifier":
+        print("error: predict runs classifiers; use generate for a "
+              f"{kind} export.", file=sys.stderr)
+        return 2
+    elif args.command == "info":
         print(json.dumps({key: predictor.manifest[key] for key in
                           ("inputs", "outputs", "ops", "recurrent_nodes")},
                          indent=2))
@@ -73,6 +117,35 @@ def main(argv=None):
             pass
         finally:
             server.server_close()
+    return 0
+
+
+def _generate(generator, args):
+    options = {name: getattr(args, name) for name in SEARCH_FLAGS
+               if getattr(args, name) is not None}
+    try:
+        if args.stream:
+            for text in args.texts:
+                for event in generator.stream(text, args.method,
+                                              args.max_length, **options):
+                    if event.get("done"):
+                        score = event["hypotheses"][0]["score"]
+                        print(f"   (score {score:.4f})")
+                    else:
+                        print(event["text"], end="", flush=True)
+            return 0
+        answers = generator.generate(args.texts, args.method,
+                                     args.max_length, **options)
+    except InputError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps(answers, ensure_ascii=False))
+        return 0
+    for text, answer in zip(args.texts, answers):
+        print(f"{text!r} ->")
+        for hypothesis in answer["hypotheses"]:
+            print(f"  {hypothesis['text']!r}  score {hypothesis['score']:.4f}")
     return 0
 
 

@@ -367,24 +367,48 @@ class Generator:
                                  end_id=end_id, **options)
         return self.describe(result)
 
-    def describe(self, result):
-        """A ``DecodingResult`` as the dicts ``generate`` returns."""
+    def describe(self, result, text=True):
+        """A ``DecodingResult`` as the dicts ``generate`` returns (without
+        ``"text"`` when ``text`` is False: a model exported without its
+        vocabulary)."""
         end_id = self.tokens["eos_id"] if self.kind == "seq2seq" else None
         answers = []
-        for row, (lists, scores, log_probs, lengths) in enumerate(zip(
+        for lists, scores, log_probs, lengths in zip(
             result.to_lists(end_id), result.scores, result.log_probs,
             result.lengths,
-        )):
-            hypotheses = [
-                {"text": self.decode_ids(tokens), "ids": tokens,
-                 "score": float(score), "log_prob": float(log_prob),
-                 "length": int(length)}
-                for tokens, score, log_prob, length in zip(
-                    lists, scores, log_probs, lengths)
-            ]
-            answers.append({"text": hypotheses[0]["text"],
-                            "hypotheses": hypotheses})
+        ):
+            hypotheses = []
+            for tokens, score, log_prob, length in zip(
+                lists, scores, log_probs, lengths
+            ):
+                hypothesis = {"ids": tokens, "score": float(score),
+                              "log_prob": float(log_prob),
+                              "length": int(length)}
+                if text:
+                    hypothesis["text"] = self.decode_ids(tokens)
+                hypotheses.append(hypothesis)
+            answer = {"hypotheses": hypotheses}
+            if text:
+                answer["text"] = hypotheses[0]["text"]
+            answers.append(answer)
         return answers
+
+    def alignments(self, source, target):
+        """Attention weights ``(len(target) + 1, S)`` of a seq2seq model
+        reading ``target`` (ids without BOS; the end token is appended)
+        after ``source``: row t is what the step that produced token t
+        attended to (as ``Seq2Seq.alignments``)."""
+        source = self.check_source([list(source)])
+        state = self.encode(source)
+        tokens = [self.tokens["bos_id"], *target]
+        weights = []
+        for token in tokens:
+            _, state, attention = self.step(np.array([token], np.int32),
+                                            state)
+            if attention is None:
+                raise InputError("This model has no attention.")
+            weights.append(attention[0])
+        return np.stack(weights)
 
     def stream(self, text, method=None, max_length=None, unknown="map",
                **options):

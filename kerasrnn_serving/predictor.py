@@ -63,6 +63,13 @@ class Predictor:
                 f"batch_size={batch_size!r}"
             )
         self.batch_size = batch_size
+        kind = self.manifest.get("kind", "classifier")
+        if kind != "classifier":
+            raise ValueError(
+                f"{self.directory} holds a {kind} export: run it with "
+                "kerasrnn_serving.Generator (Predictor runs one-graph "
+                "models such as classifiers and taggers)."
+            )
         model_file = self.manifest["model_file"]
         if quantized:
             if "quantized" not in self.manifest:
