@@ -12,6 +12,7 @@ small built-in text in about a minute.
 import argparse
 import json
 import os
+import subprocess
 import sys
 import time
 
@@ -19,6 +20,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import keras
 
+from kerasrnn.export import to_onnx
 from kerasrnn.models.language_model import LanguageModel
 from kerasrnn.models.lm_data import Vocabulary
 from kerasrnn.models.lm_data import read_tokens
@@ -79,6 +81,9 @@ def parse_arguments(argv=None):
     parser.add_argument("--prompt", default="ROMEO:\n")
     parser.add_argument("--sample-length", type=int, default=300)
     parser.add_argument("--results", help="write the summary as JSON here")
+    parser.add_argument("--export", default=None, metavar="DIR",
+                        help="export to ONNX here and sample from the "
+                        "export without TensorFlow")
     parser.add_argument("--verbose", type=int, default=1)
     return parser.parse_args(argv)
 
@@ -105,7 +110,8 @@ def main(argv=None):
         vocabulary.size, embedding_dim=args.embedding_dim, units=args.units,
         num_layers=args.layers, cell=args.cell,
         inter_layer_dropout=args.dropout, output_dropout=args.dropout,
-        seed=args.seed, **initializer_arguments(args),
+        seed=args.seed, vocabulary=vocabulary,
+        **initializer_arguments(args),
     )
     model(keras.ops.zeros((1, 1), "int32"))
     print(f"model: {args.layers} x {args.units} {args.cell.upper()}, "
@@ -166,10 +172,30 @@ def main(argv=None):
     for temperature, text in samples.items():
         print(f"\n--- sample, temperature {temperature} ---\n"
               f"{args.prompt}{text}")
+    if args.export:
+        summary["tf_free_sample"] = export_and_sample(model, args)
     if args.results:
         _write(args.results, {"args": vars(args), "history": history,
                               "summary": summary})
     return summary
+
+
+def export_and_sample(model, args):
+    """Exports the model (``prompt.onnx`` + ``step.onnx``) and samples a
+    continuation of the prompt in a fresh process that imports no
+    TensorFlow (``python -m kerasrnn_serving generate``)."""
+    to_onnx(model, args.export)
+    command = [sys.executable, "-m", "kerasrnn_serving", "generate",
+               args.export, args.prompt, "--method", "sample",
+               "--temperature", "0.5", "--seed", str(args.seed),
+               "--max-length", str(args.sample_length), "--json"]
+    result = subprocess.run(command, capture_output=True, text=True,
+                            check=True)
+    banner, answer = result.stdout.split("\n", 1)
+    sample = json.loads(answer)[0]["text"]
+    print(f"\n--- {banner}\n--- TF-free sample, temperature 0.5 ---\n"
+          f"{args.prompt}{sample}")
+    return sample
 
 
 def initializer_arguments(args):

@@ -18,6 +18,8 @@ translations and, with attention, writes an attention heat map.
 import argparse
 import json
 import pathlib
+import subprocess
+import sys
 import time
 
 import keras
@@ -25,6 +27,7 @@ import numpy as np
 import tensorflow as tf
 from matplotlib.figure import Figure
 
+from kerasrnn.export import to_onnx
 from kerasrnn.models import Seq2Seq
 from kerasrnn.models import default_optimizer
 from kerasrnn.models import text
@@ -128,6 +131,8 @@ def main():
                         "same data, seed and vocabulary sizes: skip "
                         "training, only evaluate")
     parser.add_argument("--out", default="artifacts/seq2seq_translate")
+    parser.add_argument("--no-export", action="store_true",
+                        help="skip the ONNX export and TF-free decoding")
     args = parser.parse_args()
     translation.require_sacrebleu()
     keras.utils.set_random_seed(args.seed)
@@ -173,6 +178,7 @@ def main():
             embedding_dim=args.embedding_dim, units=args.units, cell="lstm",
             bidirectional=True, attention=attention, dropout=args.dropout,
             max_target_length=2 * args.max_words + 4, seed=args.seed,
+            source_tokenizer=tokens, target_tokenizer=targets,
         )
     model.compile(optimizer=default_optimizer())
     report = {
@@ -242,8 +248,37 @@ def main():
         heat_map(model, [sources[i] for i in rng.choice(len(sources), 3)],
                  tokens, targets, out / "attention.png")
         report["heat_map"] = str(out / "attention.png")
+    if not args.no_export:
+        report.update(export_and_decode(model, sources, out / "onnx",
+                                        outputs["greedy"][0], args))
     print(json.dumps(report, indent=2))
     (out / "report.json").write_text(json.dumps(report, indent=2))
+
+
+def export_and_decode(model, sources, directory, keras_greedy, args):
+    """Exports the model (encoder + one-step decoder ONNX graphs), decodes
+    the held-out sources without TensorFlow, and translates three of them
+    in a fresh process (``python -m kerasrnn_serving generate``)."""
+    from kerasrnn_serving import Generator
+
+    if model.source_tokenizer is None:
+        return {"export": "skipped: the loaded model has no tokenizers"}
+    manifest = to_onnx(model, directory)
+    generator = Generator(directory)
+    answers = []
+    for start in range(0, len(sources), 256):
+        answers += [a["text"] for a in
+                    generator.generate(sources[start:start + 256])]
+    same = np.mean([a == b for a, b in zip(answers, keras_greedy)])
+    command = [sys.executable, "-m", "kerasrnn_serving", "generate",
+               str(directory), *sources[:3], "--method", "beam",
+               "--beam-width", str(args.beam_width), "--length-penalty",
+               str(args.length_penalty)]
+    print(subprocess.run(command, capture_output=True, text=True,
+                         check=True).stdout)
+    return {"onnx_export": str(directory),
+            "export_parity": manifest["parity"],
+            "tf_free_greedy_same_text_as_keras": float(same)}
 
 
 if __name__ == "__main__":
