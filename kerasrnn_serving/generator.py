@@ -163,11 +163,12 @@ class Generator:
     def search(self, start_ids, state, method="greedy", max_length=None,
                end_id="model", **options):
         """Runs one search from ``start_ids (B,)`` and ``state``; returns
-        a ``search.DecodingResult``. ``end_id`` defaults to the model's
-        end token; options are checked (``search.check_options``)."""
+        a ``search.DecodingResult``. ``end_id`` defaults to
+        ``end_id(None)``; options are checked (``search.check_options``).
+        """
         values = self._options(method, max_length, options)
         if end_id == "model":
-            end_id = self.tokens["eos_id"]
+            end_id = self.end_id(None)
         function = search.SEARCHES[method]
         extra = {"constant": self.constant} if method == "beam" else {}
         return function(
@@ -175,6 +176,24 @@ class Generator:
             pad_id=self.tokens["pad_id"],
             forbidden_ids=self.tokens["forbidden_ids"], **values, **extra,
         )
+
+    def end_id(self, stop_at_eos):
+        """The token that ends a hypothesis: a seq2seq model's end token
+        (always); for a language model ``<eos>`` with ``stop_at_eos``, else
+        none (``LanguageModel.generate``'s default)."""
+        if self.kind == "seq2seq":
+            if stop_at_eos is not None and not stop_at_eos:
+                raise InputError(
+                    "`stop_at_eos` applies to language models: a seq2seq "
+                    "model always stops at its end token."
+                )
+            return self.tokens["eos_id"]
+        if stop_at_eos and self.tokens["eos_id"] is None:
+            raise InputError(
+                "`stop_at_eos`: this character-level language model has no "
+                "<eos> token."
+            )
+        return self.tokens["eos_id"] if stop_at_eos else None
 
     def _options(self, method, max_length, options):
         if max_length is None:
@@ -191,7 +210,7 @@ class Generator:
         return values
 
     def generate_ids(self, source, method=None, max_length=None,
-                     **options):
+                     stop_at_eos=None, **options):
         """Generates from token ids.
 
         Args:
@@ -203,14 +222,17 @@ class Generator:
                 greedy for seq2seq, sample for a language model, as the
                 Keras models).
             max_length, **options: as ``Seq2Seq.generate``.
+            stop_at_eos: see ``end_id``.
 
         Returns:
             a ``search.DecodingResult``: ``ids (B, K, max_length)`` after
             the start token, ending with the end token, then padding.
         """
         method = method or DEFAULT_METHOD[self.kind]
+        end_id = self.end_id(stop_at_eos)
         start, state = self._start(source)
-        return self.search(start, state, method, max_length, **options)
+        return self.search(start, state, method, max_length, end_id=end_id,
+                           **options)
 
     def _start(self, source):
         """``(start_ids, first state)`` for checked sources or prompts."""
@@ -347,25 +369,16 @@ class Generator:
                 ``LanguageModel.generate`` does).
             method, max_length, **options: as ``generate_ids``.
             unknown: see ``encode_texts``.
-            stop_at_eos: a language model stops at ``<eos>`` (default
-                False, as ``LanguageModel.generate``); a seq2seq model
-                always stops at its end token.
+            stop_at_eos: see ``end_id``.
 
         Returns:
             one dict per text: ``{"text": best, "hypotheses": [{"text",
             "ids", "score", "log_prob", "length"}]}``; ``ids`` exclude the
             end token.
         """
-        method = method or DEFAULT_METHOD[self.kind]
         ids = self.encode_texts(texts, unknown)
-        if self.kind == "seq2seq":
-            result = self.generate_ids(ids, method, max_length, **options)
-        else:
-            start, state = self._start(ids)
-            end_id = self.tokens["eos_id"] if stop_at_eos else None
-            result = self.search(start, state, method, max_length,
-                                 end_id=end_id, **options)
-        return self.describe(result)
+        return self.describe(self.generate_ids(
+            ids, method, max_length, stop_at_eos, **options))
 
     def describe(self, result, text=True):
         """A ``DecodingResult`` as the dicts ``generate`` returns (without
@@ -411,18 +424,20 @@ class Generator:
         return np.stack(weights)
 
     def stream(self, text, method=None, max_length=None, unknown="map",
-               **options):
+               stop_at_eos=None, **options):
         """Generates for one text, token by token: yields ``{"index",
-        "id", "text"}`` as each token is decoded (greedy or sampling), then
-        ``{"done": True, **generate's answer}``. Beam search yields only
-        the final answer (its best hypothesis is known at the end).
-        Closing the iterator stops the decoding."""
+        "id", "text"}`` as each token is decoded (greedy or sampling; the
+        ``"text"`` pieces join into the answer's text), then ``{"done":
+        True, **generate's answer}``. Beam search yields only the final
+        answer (its best hypothesis is known at the end). Closing the
+        iterator stops the decoding."""
         method = method or DEFAULT_METHOD[self.kind]
+        end_id = self.end_id(stop_at_eos)
         ids = self.encode_texts([text], unknown)
         start, state = self._start(ids)
         if method == "beam":
             result = self.search(start, state, method, max_length,
-                                 **options)
+                                 end_id=end_id, **options)
             yield {"done": True, **self.describe(result)[0]}
             return
         values = self._options(method, max_length, options)
@@ -431,12 +446,12 @@ class Generator:
                 "Streaming sends one hypothesis: `num_samples` must be 1. "
                 f"Received: num_samples={values['num_samples']}"
             )
-        end_id = self.tokens["eos_id"]
         steps = search.STEP_SEARCHES[method](
             self._step_fn(), start, state, end_id,
             pad_id=self.tokens["pad_id"],
             forbidden_ids=self.tokens["forbidden_ids"], **values,
         )
+        emitted, text = [], ""
         try:
             while True:
                 try:
@@ -447,22 +462,15 @@ class Generator:
                 token = int(tokens[0])
                 if not alive[0] or token == end_id:
                     continue
-                yield {"index": t, "id": token,
-                       "text": self._piece(token)}
+                # The piece is what the token adds to the decoded text, so
+                # the pieces join into the answer (spaces between words).
+                emitted.append(token)
+                longer = self.decode_ids(emitted)
+                yield {"index": t, "id": token, "text": longer[len(text):]}
+                text = longer
         finally:
             steps.close()
         yield {"done": True, **self.describe(result)[0]}
-
-    def _piece(self, token):
-        """The text one generated token adds (a space before a word)."""
-        side = "target" if self.kind == "seq2seq" else "tokens"
-        if self.manifest["vocabularies"].get(side) is None:
-            return ""
-        codec = self.codec(side)
-        if self.kind == "seq2seq":
-            text = codec.decode([[token]])[0]
-            return text if codec.level == "char" else " " + text
-        return codec.decode([token])
 
     def metadata(self):
         """What a client needs: kind, methods with their options and
@@ -512,7 +520,7 @@ def _rows(what, value, pad):
         return rows if pad is None else [_strip(row, pad) for row in rows]
     if not isinstance(value, (list, tuple)) or not value:
         raise InputError(
-            f"`{what}s` must be a non-empty list of token id lists. "
+            f"The {what}s must be a non-empty list of token id lists. "
             f"Received: {_kind(value)}"
         )
     rows = []
@@ -525,7 +533,13 @@ def _rows(what, value, pad):
                 f"{what.capitalize()} {index} must be a list of integer "
                 f"token ids. Received: {str(row)[:80]}"
             )
-        rows.append(np.asarray(row, np.int64).reshape(-1))
+        try:
+            rows.append(np.asarray(row, np.int64).reshape(-1))
+        except OverflowError:
+            raise InputError(
+                f"{what.capitalize()} {index} holds an id too large: token "
+                "ids must lie in [0, vocabulary size)."
+            ) from None
     if pad is not None:
         rows = [_strip(row, pad) for row in rows]
     return rows

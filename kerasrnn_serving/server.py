@@ -145,7 +145,11 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             events.close()
 
     def _read_json(self):
-        size = int(self.headers.get("Content-Length") or 0)
+        declared = self.headers.get("Content-Length") or "0"
+        if not (declared.isascii() and declared.isdigit()):
+            raise InputError("Content-Length must be a non-negative "
+                             f"integer. Received: {declared[:40]!r}")
+        size = int(declared)
         if size <= 0:
             raise InputError("The request has no body: send JSON "
                              '{"inputs": {...}}.')
@@ -199,11 +203,14 @@ def _generation_request(generator, request):
         "attention"
     ):
         raise InputError('"attention": this model has no attention.')
-    extra = {}
+    if attention and stream:
+        raise InputError('"attention" is not sent with "stream": true; ask '
+                         "without streaming.")
+    stop_at_eos = None
     if "stop_at_eos" in request:
         if generator.kind == "seq2seq":
             raise InputError('"stop_at_eos" applies to language models.')
-        extra["stop_at_eos"] = _flag(request, "stop_at_eos")
+        stop_at_eos = _flag(request, "stop_at_eos")
     unknown = request.get("unknown", "map")
     if has_texts:
         texts = request["texts"]
@@ -214,10 +221,10 @@ def _generation_request(generator, request):
                 raise InputError('"stream": true takes one text: "texts": '
                                  '["..."].')
             return (lambda stream=False: generator.stream(
-                texts[0], method, max_length, unknown, **extra, **options),
-                True, False)
+                texts[0], method, max_length, unknown, stop_at_eos,
+                **options), True, False)
         return (lambda stream=False: generator.generate(
-            texts, method, max_length, unknown, **extra, **options),
+            texts, method, max_length, unknown, stop_at_eos, **options),
             False, attention)
     if stream:
         raise InputError('"stream": true takes "texts".')
@@ -225,15 +232,8 @@ def _generation_request(generator, request):
         raise InputError('"unknown" applies to "texts".')
 
     def from_ids(stream=False):
-        if generator.kind == "seq2seq" or not extra:
-            result = generator.generate_ids(request["ids"], method,
-                                            max_length, **options)
-        else:
-            start, state = generator._start(request["ids"])
-            end_id = (generator.tokens["eos_id"] if extra["stop_at_eos"]
-                      else None)
-            result = generator.search(start, state, method or "sample",
-                                      max_length, end_id=end_id, **options)
+        result = generator.generate_ids(request["ids"], method, max_length,
+                                        stop_at_eos, **options)
         return generator.describe(result, text=_has_text(generator))
 
     return from_ids, False, attention
