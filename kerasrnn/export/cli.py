@@ -54,15 +54,18 @@ def onnx_main(argv=None):
     )
     manifest = to_onnx(model, args.directory, output_names=names,
                        verify=not args.no_verify)
-    print(f"wrote {args.directory}/{manifest['model_file']} and "
-          "manifest.json")
-    print("ops:", json.dumps(manifest["ops"]))
-    for node in manifest["recurrent_nodes"]:
-        print(f"  {node['op']} ({node['direction']}, hidden "
-              f"{node['hidden_size']}) for {node['layer']}")
+    graphs = manifest.get("graphs") or {"model": {
+        "file": manifest["model_file"], "ops": manifest["ops"],
+        "recurrent_nodes": manifest["recurrent_nodes"]}}
+    for graph in graphs.values():
+        print(f"wrote {args.directory}/{graph['file']}: ops "
+              f"{json.dumps(graph['ops'])}")
+        for node in graph["recurrent_nodes"]:
+            print(f"  {node['op']} ({node['direction']}, hidden "
+                  f"{node['hidden_size']}) for {node['layer']}")
+    print(f"wrote {args.directory}/manifest.json")
     if "parity" in manifest:
-        print(f"max |keras - onnxruntime| = "
-              f"{manifest['parity']['max_abs_error']:.2e}")
+        print(f"parity with Keras: {json.dumps(manifest['parity'])}")
     if args.quantize:
         report = quantize_onnx(args.directory)
         print(f"int8: {report['bytes_float32']} -> {report['bytes_int8']} "

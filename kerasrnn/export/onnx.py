@@ -60,6 +60,10 @@ __all__ = [
 def to_onnx(model, directory, *, output_names=None, verify=True):
     """Exports ``model`` to ``directory/model.onnx`` with a manifest.
 
+    A ``kerasrnn.models.Seq2Seq`` or ``LanguageModel`` is exported as an
+    encoder (prompt) graph and a one-step decoder graph instead
+    (``kerasrnn.export.generation``).
+
     Args:
         model: a built Functional or Sequential Keras model. A mixed- or
             reduced-precision model (``mixed_float16``...) is exported in
@@ -86,9 +90,15 @@ def to_onnx(model, directory, *, output_names=None, verify=True):
     from kerasrnn.models import LanguageModel
     from kerasrnn.models import Seq2Seq
 
-    if isinstance(model, Seq2Seq):
-        return generation.export_seq2seq(model, directory, verify=verify)
-    if isinstance(model, LanguageModel):
+    if isinstance(model, (Seq2Seq, LanguageModel)):
+        if output_names is not None:
+            raise ValueError(
+                "`output_names` applies to Functional and Sequential "
+                "models; a generation export names its graphs' tensors "
+                "itself (see kerasrnn.export.generation)."
+            )
+        if isinstance(model, Seq2Seq):
+            return generation.export_seq2seq(model, directory, verify=verify)
         return generation.export_language_model(model, directory,
                                                 verify=verify)
     policies = precision.source_policies(model)

@@ -50,6 +50,12 @@ def quantize_onnx(directory, feeds=None, labels=None, label_output=None,
 
     directory = pathlib.Path(directory)
     manifest = manifest_lib.read(directory)
+    if "graphs" in manifest:
+        raise ValueError(
+            f"{directory} holds a {manifest['kind']} export (encoder and "
+            "decoder-step graphs); quantize_onnx quantizes one-graph models "
+            "such as classifiers."
+        )
     source = directory / manifest["model_file"]
     target = directory / QUANTIZED_FILE
     # The quantizer logs advice on pre-processing at WARNING level.
