@@ -56,8 +56,7 @@ def spread_weights(model, seed):
 
 
 def sources(batch, seed):
-    return generation.random_sources(
-        _Sizes, np.random.default_rng(seed), batch, 7)
+    return generation.random_sources(_Sizes, batch, 7, seed)
 
 
 class _Sizes:

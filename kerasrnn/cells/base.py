@@ -90,7 +90,8 @@ class RecurrentCell(keras.layers.Layer):
 
     Subclasses set ``gate_count`` (G), define ``recurrent_step`` and, when
     their bias is not a single ``(G*H,)`` vector, ``bias_shape`` and
-    ``input_bias``.
+    ``input_bias``. ``state_names`` names the states in ``state_size``
+    order (``h`` is also the output); exports name state tensors after it.
 
     Dropout follows Gal & Ghahramani (2016): ``dropout`` masks the inputs and
     ``recurrent_dropout`` masks ``h_{t-1}`` where it enters the recurrent
@@ -100,6 +101,7 @@ class RecurrentCell(keras.layers.Layer):
     """
 
     gate_count = 1
+    state_names = ("h",)
 
     def __init__(
         self,

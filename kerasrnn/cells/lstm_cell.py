@@ -60,6 +60,8 @@ class LSTMCell(RecurrentCell):
         )
         self.unit_forget_bias = bool(unit_forget_bias)
 
+    state_names = ("h", "c")
+
     @property
     def state_size(self):
         return [self.units, self.units]

@@ -54,8 +54,6 @@ from kerasrnn.export.onnx import op_inventory
 from kerasrnn.models.attention import masked_score
 
 FLOAT = onnx.TensorProto.FLOAT
-# State kinds of each cell type, in the cell's state order.
-STATE_KINDS = {"lstm": ("h", "c"), "gru": ("h",), "simple_rnn": ("h",)}
 
 
 def export_seq2seq(model, directory, verify=True):
@@ -106,11 +104,7 @@ def export_language_model(model, directory, verify=True):
         )
     if not model.built:
         model(np.zeros((1, 1), "int32"))
-    state = [
-        _state_entry(f"{kind}_{layer}", model.units)
-        for layer in range(model.num_layers)
-        for kind in STATE_KINDS[model.cell]
-    ]
+    state = [_state_entry(name, model.units) for name in model.state_names]
     prompt = _lm_prompt(model, state)
     step = _lm_step(model, state)
     vocabulary = model.vocabulary
@@ -227,9 +221,10 @@ def _seq2seq_encoder(model):
     cell_states = _bridge(g, model, source, [v.name for v in finals])
     units = model.units
     state = []
-    for layer, states in enumerate(cell_states):
-        for kind, name in zip(STATE_KINDS[model.cell], states):
-            entry = _state_entry(f"{kind}_{layer}", units)
+    names = iter(model.decoder.state_names())
+    for states in cell_states:
+        for name in states:
+            entry = _state_entry(next(names), units)
             state.append(entry)
             graph.output(entry["name"], name, "float32", entry["shape"])
     decoder = model.decoder
@@ -351,15 +346,13 @@ def _seq2seq_step(model, state):
     if decoder.feeds_attention:
         x = g.op("Concat", [x, names["attentional"]], "input_feeding",
                  axis=-1)
-    kinds = STATE_KINDS[model.cell]
     new = {}
     for layer, cell in enumerate(decoder.cells):
         hint = f"decoder/cell_{layer}"
-        states = recurrent.cell_step(
-            g, cell, x, [names[f"{kind}_{layer}"] for kind in kinds], hint
-        )
-        for kind, name in zip(kinds, states):
-            new[f"{kind}_{layer}"] = name
+        keys = [f"{kind}_{layer}" for kind in cell.state_names]
+        states = recurrent.cell_step(g, cell, x, [names[k] for k in keys],
+                                     hint)
+        new.update(zip(keys, states))
         x = states[0]
     outputs = x
     weights = None
@@ -630,28 +623,28 @@ def check_generation_parity(model, manifest, graphs, batch_size=3, steps=6,
             "steps": steps, "greedy_tokens_identical": True}
 
 
-def random_sources(model, rng, batch_size, steps):
-    """Right-padded random sources: ids in ``[0, V)`` other than padding,
-    random lengths in ``[1, steps]``, the first row full length."""
-    lengths = rng.integers(1, steps + 1, size=batch_size)
+def random_sources(model, batch_size, steps, seed):
+    """Random int32 sources ``(B, S)``, right-padded with ``pad_id``: row 0
+    full, the last row about half as long, the others 1..S steps (ids
+    other than ``pad_id``)."""
+    rng = np.random.default_rng(seed)
+    tokens = np.array([i for i in range(model.source_vocabulary_size)
+                       if i != model.pad_id], "int32")
+    lengths = rng.integers(1, steps + 1, batch_size)
     lengths[0] = steps
-    ids = rng.integers(0, model.source_vocabulary_size - 1,
-                       size=(batch_size, steps))
-    ids = np.where(ids >= model.pad_id, ids + 1, ids).astype("int32")
-    real = np.arange(steps)[None, :] < lengths[:, None]
-    return np.where(real, ids, model.pad_id).astype("int32")
+    if batch_size > 1:
+        lengths[-1] = max(1, steps // 2)
+    source = np.full((batch_size, steps), model.pad_id, "int32")
+    for row, length in enumerate(lengths):
+        source[row, :length] = rng.choice(tokens, length)
+    return source
 
 
 def keras_state(model, state_entries, state):
     """The decoder state dict of ``Seq2Seq.encode`` as ``{name: array}``
-    with the manifest's names."""
-    flat = {}
-    for layer, states in enumerate(state["cells"]):
-        for kind, value in zip(STATE_KINDS[model.cell], states):
-            flat[f"{kind}_{layer}"] = value
-    for name in ("attentional", "memory", "keys", "memory_mask"):
-        if name in state:
-            flat[name] = state[name]
+    for the exported state entries (``luong_dot`` exports no ``keys``:
+    they are the memory)."""
+    flat = model.decoder.flatten_state(state)
     return {entry["name"]: keras.ops.convert_to_numpy(flat[entry["name"]])
             for entry in state_entries}
 
@@ -680,7 +673,8 @@ def _compare(what, ours, theirs):
 
 
 def _seq2seq_parity(model, generator, rng, batch_size, steps, max_length):
-    source = random_sources(model, rng, batch_size, steps)
+    source = random_sources(model, batch_size, steps,
+                            int(rng.integers(2**31)))
     entries = generator.manifest["state"]
     expected = keras_state(model, entries, model.encode(source))
     received = generator.encode(source)

@@ -71,13 +71,12 @@ from kerasrnn.export.onnx import build_onnx
 from kerasrnn.export.onnx import call_model
 from kerasrnn.export.onnx import model_tensors
 from kerasrnn.export.onnx import resolve_output_names
+from kerasrnn.export.generation import random_sources
 from kerasrnn.export.onnx import sample_inputs
 from kerasrnn.models.language_model import LanguageModel
 from kerasrnn.models.seq2seq import Seq2Seq
 
 SIGNATURE = "serving_default"
-# The attention half of a Seq2Seq decoder state, after the cell states.
-ATTENTION_STATE = ("attentional", "memory", "keys", "memory_mask")
 # Reloaded encode/decode_step against Keras, and the searches' scores.
 STEP_ATOL = 1e-5
 SCORE_ATOL = 1e-4
@@ -320,13 +319,6 @@ def _checked_state(state, batch, names):
     }
 
 
-def _cell_state_names(per_cell, layers):
-    """``h_{l}`` (and ``c_{l}`` for a two-state cell) per layer, layer
-    major."""
-    keys = ("h", "c")[:per_cell]
-    return [f"{key}_{layer}" for layer in range(layers) for key in keys]
-
-
 def _write_json(path, config):
     with open(path, "w", encoding="utf-8") as handle:
         json.dump(config, handle, ensure_ascii=False)
@@ -383,43 +375,8 @@ def _compare_ids(signature, name, ours, theirs, reference):
 # --- Seq2Seq ------------------------------------------------------------------
 
 
-def seq2seq_state_names(model):
-    """The flat names of a Seq2Seq decoder state, in signature order."""
-    names = _cell_state_names(
-        len(model.decoder.cells[0].state_size), model.decoder_layers
-    )
-    if model.decoder.feeds_attention:
-        names += list(ATTENTION_STATE)
-    return names
-
-
-def flatten_seq2seq_state(model, state):
-    """``RecurrentDecoder`` state dict -> ``{name: tensor}``."""
-    names = iter(seq2seq_state_names(model))
-    flat = {}
-    for states in state["cells"]:
-        for tensor in states:
-            flat[next(names)] = tensor
-    for name in names:
-        flat[name] = state[name]
-    return flat
-
-
-def nest_seq2seq_state(model, flat):
-    """``{name: tensor}`` -> the ``RecurrentDecoder`` state dict."""
-    per_cell = len(model.decoder.cells[0].state_size)
-    names = seq2seq_state_names(model)
-    state = {"cells": [
-        [flat[names[layer * per_cell + k]] for k in range(per_cell)]
-        for layer in range(model.decoder_layers)
-    ]}
-    if model.decoder.feeds_attention:
-        state.update({name: flat[name] for name in ATTENTION_STATE})
-    return state
-
-
 def _seq2seq_endpoints(model, beam_width, num_return):
-    names = seq2seq_state_names(model)
+    names = model.decoder.state_names()
     source_spec = tf.TensorSpec([None, None], tf.int32, name="source")
     length_spec = tf.TensorSpec([], tf.int32, name="max_length")
     alpha_spec = tf.TensorSpec([], tf.float32, name="length_penalty_weight")
@@ -442,19 +399,19 @@ def _seq2seq_endpoints(model, beam_width, num_return):
         )])
 
     def encode(inputs):
-        return flatten_seq2seq_state(model, model.encode(source_of(inputs)))
+        return model.decoder.flatten_state(model.encode(source_of(inputs)))
 
     def decode_step(inputs):
         token_ids = _checked_ids("token_ids", inputs["token_ids"],
                                  model.target_vocabulary_size, rank=1)
         flat = _checked_state(inputs, tf.shape(token_ids)[0], names)
         logits, state, alignments = model.decoder.step(
-            token_ids, nest_seq2seq_state(model, flat)
+            token_ids, model.decoder.nest_state(flat)
         )
         outputs = {"log_probs": tf.nn.log_softmax(tf.cast(logits, "float32"))}
         outputs.update(
             ("new_" + name, tensor)
-            for name, tensor in flatten_seq2seq_state(model, state).items()
+            for name, tensor in model.decoder.flatten_state(state).items()
         )
         if alignments is not None:
             outputs["attention_weights"] = alignments
@@ -516,7 +473,7 @@ def _seq2seq_saved_model(model, directory, beam_width, num_return, verify):
         "signatures": {
             name: _describe(function) for name, function in functions.items()
         },
-        "state_names": seq2seq_state_names(model),
+        "state_names": model.decoder.state_names(),
         "beam_width": beam_width,
         "num_return": num_return,
         "bos_id": model.bos_id,
@@ -530,23 +487,6 @@ def _seq2seq_saved_model(model, directory, beam_width, num_return, verify):
             model, directory, beam_width=beam_width, num_return=num_return
         )
     return info
-
-
-def random_sources(model, batch_size, steps, seed):
-    """Random int32 sources ``(B, S)``, right-padded with ``pad_id``: row 0
-    full, the last row about half as long, the others 1..S steps (ids
-    other than ``pad_id``)."""
-    rng = np.random.default_rng(seed)
-    tokens = np.array([i for i in range(model.source_vocabulary_size)
-                       if i != model.pad_id], "int32")
-    lengths = rng.integers(1, steps + 1, batch_size)
-    lengths[0] = steps
-    if batch_size > 1:
-        lengths[-1] = max(1, steps // 2)
-    source = np.full((batch_size, steps), model.pad_id, "int32")
-    for row, length in enumerate(lengths):
-        source[row, :length] = rng.choice(tokens, length)
-    return source
 
 
 def check_seq2seq_saved_model(model, directory, beam_width=4, num_return=1,
@@ -573,9 +513,9 @@ def check_seq2seq_saved_model(model, directory, beam_width=4, num_return=1,
         max_length = min(model.max_target_length, 16)
     signatures = tf.saved_model.load(str(directory)).signatures
     source = random_sources(model, batch_size, source_steps, seed)
-    names = seq2seq_state_names(model)
+    names = model.decoder.state_names()
 
-    expected = flatten_seq2seq_state(model, model.encode(source))
+    expected = model.decoder.flatten_state(model.encode(source))
     received = signatures["encode"](source=tf.constant(source))
     encode_error = max(
         _compare("encode", name, received[name],
@@ -596,7 +536,7 @@ def check_seq2seq_saved_model(model, directory, beam_width=4, num_return=1,
         theirs = {
             "log_probs": tf.nn.log_softmax(tf.cast(logits, "float32")),
             **{"new_" + name: tensor for name, tensor in
-               flatten_seq2seq_state(model, new_state).items()},
+               model.decoder.flatten_state(new_state).items()},
         }
         if model.decoder.feeds_attention:
             theirs["attention_weights"] = model.decoder.step(
@@ -687,15 +627,8 @@ def check_seq2seq_saved_model(model, directory, beam_width=4, num_return=1,
 # --- LanguageModel ------------------------------------------------------------
 
 
-def language_model_state_names(model):
-    """The flat names of a LanguageModel's states, in ``call`` order."""
-    return _cell_state_names(
-        len(model.state_size) // model.num_layers, model.num_layers
-    )
-
-
 def _language_model_endpoints(model):
-    names = language_model_state_names(model)
+    names = model.state_names
     dtype = keras.backend.standardize_dtype(model.compute_dtype)
     state_specs = {
         name: tf.TensorSpec([None, size], dtype, name=name)
@@ -757,7 +690,7 @@ def _language_model_saved_model(model, directory, verify):
         "signatures": {
             name: _describe(function) for name, function in functions.items()
         },
-        "state_names": language_model_state_names(model),
+        "state_names": model.state_names,
         "assets": assets,
     }
     if verify:
@@ -772,7 +705,7 @@ def check_language_model_saved_model(model, directory, batch_size=3,
     ``decode_step``, chained ``decode_steps`` times, with ``model.step``:
     within ``STEP_ATOL``, else a RuntimeError naming the output."""
     signatures = tf.saved_model.load(str(directory)).signatures
-    names = language_model_state_names(model)
+    names = model.state_names
     rng = np.random.default_rng(seed)
     dtype = keras.backend.standardize_dtype(model.compute_dtype)
     tokens = rng.integers(0, model.vocabulary_size,

@@ -31,6 +31,15 @@ from kerasrnn.models.attention import LuongAttention
 
 CELLS = {"lstm": LSTMCell, "gru": GRUCell, "simple_rnn": SimpleRNNCell}
 ATTENTIONS = (None, "bahdanau", "luong_dot", "luong_general")
+# The attention half of a decoder state, after the cells' states.
+ATTENTION_STATE = ("attentional", "memory", "keys", "memory_mask")
+
+
+def stack_state_names(cell, layers):
+    """``{name}_{l}`` for each of ``cell.state_names`` and layer ``l``,
+    layer-major: the flat state of ``layers`` stacked cells."""
+    return [f"{name}_{layer}" for layer in range(layers)
+            for name in cell.state_names]
 
 
 def check_choice(name, value, choices):
@@ -175,6 +184,35 @@ class RecurrentDecoder(keras.layers.Layer):
     @property
     def feeds_attention(self):
         return self.attention_layer is not None
+
+    def state_names(self):
+        """The flat names of the state (``h_0``, ``c_0``, ... then, with
+        attention, ``ATTENTION_STATE``): exported graphs and signatures
+        name their state tensors so."""
+        names = stack_state_names(self.cells[0], self.num_layers)
+        if self.feeds_attention:
+            names += list(ATTENTION_STATE)
+        return names
+
+    def flatten_state(self, state):
+        """The state dict as ``{name: tensor}`` (``state_names``)."""
+        names = iter(self.state_names())
+        flat = {next(names): tensor for states in state["cells"]
+                for tensor in states}
+        flat.update({name: state[name] for name in names})
+        return flat
+
+    def nest_state(self, flat):
+        """``{name: tensor}`` back into the state dict."""
+        per_cell = len(self.cells[0].state_names)
+        names = self.state_names()
+        state = {"cells": [
+            [flat[names[layer * per_cell + k]] for k in range(per_cell)]
+            for layer in range(self.num_layers)
+        ]}
+        if self.feeds_attention:
+            state.update({name: flat[name] for name in ATTENTION_STATE})
+        return state
 
     def build(self, memory_shape=None):
         self.embedding.build((None,))

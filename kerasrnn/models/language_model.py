@@ -15,6 +15,7 @@ from kerasrnn.decoding.options import split_options
 from kerasrnn.layers.stacked import GRU
 from kerasrnn.layers.stacked import LSTM
 from kerasrnn.models import initializers
+from kerasrnn.models.decoder import stack_state_names
 from kerasrnn.models.lm_data import Vocabulary
 
 CELLS = {"lstm": LSTM, "gru": GRU}
@@ -250,10 +251,16 @@ class LanguageModel(keras.Model):
         self.carried_states = None
 
     @property
+    def state_names(self):
+        """The name of each state tensor (``h_0``, ``c_0``, ``h_1``...), in
+        the order ``call`` uses; exports name their tensors so."""
+        return stack_state_names(self.recurrent.recurrent_layers[0].cell,
+                                 self.num_layers)
+
+    @property
     def state_size(self):
         """The size of each state tensor, in the order ``call`` uses."""
-        per_layer = 2 if self.cell == "lstm" else 1
-        return [self.units] * (per_layer * self.num_layers)
+        return [self.units] * len(self.state_names)
 
     def build(self, token_ids_shape):
         batch = token_ids_shape[0]
