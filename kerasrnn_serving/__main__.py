@@ -46,6 +46,10 @@ def main(argv=None):
         command.add_argument("--quantized", action="store_true",
                              help="run model.int8.onnx (classifiers)")
         command.add_argument("--batch-size", type=int, default=256)
+        command.add_argument(
+            "--threads", type=int, default=None,
+            help="onnxruntime intra-op threads (default: 1 for generation, "
+            "onnxruntime's own choice for a classifier)")
         if name == "generate":
             command.add_argument("texts", nargs="+", help="the inputs")
             command.add_argument("--method", default=None,
@@ -73,9 +77,9 @@ def main(argv=None):
     kind = read_manifest(args.directory).get("kind", "classifier")
     if kind == "classifier":
         predictor = Predictor(args.directory, batch_size=args.batch_size,
-                              quantized=args.quantized)
+                              quantized=args.quantized, threads=args.threads)
     else:
-        predictor = Generator(args.directory)
+        predictor = Generator(args.directory, threads=args.threads or 1)
     print(f"{kind} '{predictor.manifest['model_name']}' on "
           f"{predictor.provider}; tensorflow imported: "
           f"{'tensorflow' in sys.modules}", flush=True)

@@ -43,7 +43,12 @@ class Generator:
         directory: the export directory.
         providers: onnxruntime execution providers (default: CUDA when
             available, then CPU).
-        threads: onnxruntime intra-op threads per session.
+        threads: onnxruntime intra-op threads per session (default 1:
+            a decoding step is a few small ops, and on 2 shared cores one
+            thread measured 2.5-3.5x faster than onnxruntime's default
+            pool, at batch 1 and 32, with 0.5 ms instead of 10-12 ms p99
+            gaps between streamed tokens, ``benchmarks/generation_speed.py``;
+            None: onnxruntime's default).
         limits: the largest ``max_length``, ``beam_width``,
             ``num_samples`` and ``source_length`` a request may ask for
             (defaults: ``search.LIMITS`` and the model's
@@ -54,7 +59,7 @@ class Generator:
         limits.
     """
 
-    def __init__(self, directory, providers=None, threads=None,
+    def __init__(self, directory, providers=None, threads=1,
                  limits=None):
         directory = pathlib.Path(directory)
         manifest = read_manifest(directory)
@@ -63,7 +68,7 @@ class Generator:
         self._setup(manifest, graphs, providers, threads, limits)
 
     @classmethod
-    def from_graphs(cls, manifest, graphs, providers=None, threads=None,
+    def from_graphs(cls, manifest, graphs, providers=None, threads=1,
                     limits=None):
         """A generator on in-memory graphs (``{name: serialized bytes}``),
         as the export's parity check runs them."""
@@ -92,9 +97,10 @@ class Generator:
         self.tokens = manifest["tokens"]
         step_graph = "decoder_step" if self.kind == "seq2seq" else "step"
         self._step_session = self.sessions[step_graph]
-        self._step_outputs = [o.name for o in
-                              self._step_session.get_outputs()]
         self._changing = [e for e in self.state_entries if not e["constant"]]
+        self._state_outputs = [e["output"] for e in self._changing]
+        self._attention = [o.name for o in self._step_session.get_outputs()
+                           if o.name == "attention_weights"]
         sizes = manifest["vocabulary_sizes"]
         self.vocabulary_size = sizes.get("target", sizes.get("tokens"))
         self.source_vocabulary_size = sizes.get("source")
@@ -140,14 +146,34 @@ class Generator:
     def step(self, token_ids, state):
         """One decoder step: ``(log_probs (B, V), state, attention weights
         (B, S) or None)``; the state keeps its constant entries."""
-        feeds = {"token_ids": np.asarray(token_ids, np.int32), **state}
-        values = dict(zip(self._step_outputs,
-                          self._step_session.run(None, feeds)))
+        outputs = ["log_probs", *self._state_outputs, *self._attention]
+        values = self._run_step(token_ids, state, outputs, 1, False)
+        return (values["log_probs"], self._new_state(state, values),
+                values.get("attention_weights"))
+
+    def candidates(self, token_ids, state, count, forbid_end):
+        """The step graph's ``TopK`` head: ``(log_probs (B, m), ids (B, m),
+        state)``, each row's ``m = min(count, V)`` best next tokens without
+        the forbidden ids (and the end token with ``forbid_end``); the
+        ``candidates_fn`` of ``search.beam_search``."""
+        count = min(count, self.vocabulary_size)
+        outputs = ["top_log_probs", "top_ids", *self._state_outputs]
+        values = self._run_step(token_ids, state, outputs, count,
+                                forbid_end)
+        return (values["top_log_probs"], values["top_ids"],
+                self._new_state(state, values))
+
+    def _run_step(self, token_ids, state, outputs, count, forbid_end):
+        feeds = {"token_ids": np.asarray(token_ids, np.int32),
+                 "top_k": np.array([count], np.int64),
+                 "forbid_end": np.array(bool(forbid_end)), **state}
+        return dict(zip(outputs, self._step_session.run(outputs, feeds)))
+
+    def _new_state(self, state, values):
         new_state = dict(state)
         for entry in self._changing:
             new_state[entry["name"]] = values[entry["output"]]
-        return (values["log_probs"], new_state,
-                values.get("attention_weights"))
+        return new_state
 
     def _step_fn(self, attention=None):
         def step_fn(token_ids, state):
@@ -170,7 +196,10 @@ class Generator:
         if end_id == "model":
             end_id = self.end_id(None)
         function = search.SEARCHES[method]
-        extra = {"constant": self.constant} if method == "beam" else {}
+        extra = {}
+        if method == "beam":
+            extra = {"constant": self.constant,
+                     "candidates_fn": self.candidates}
         return function(
             self._step_fn(), np.asarray(start_ids, np.int32), state, end_id,
             pad_id=self.tokens["pad_id"],

@@ -308,10 +308,24 @@ def beam_search(
     pad_id=0,
     forbidden_ids=None,
     constant=(),
+    candidates_fn=None,
 ):
     """Beam search with a pool of finished hypotheses (``kerasrnn.
     decoding.beam_search``, whose module docstring is the algorithm).
-    ``constant``: state names never reordered (see the module doc)."""
+
+    NumPy-only arguments:
+        constant: state names never reordered (see the module doc).
+        candidates_fn: optional ``candidates_fn(tokens, state, m,
+            forbid_end) -> (log_probs (N, m), ids (N, m), state)``: each
+            row's ``m`` most probable next tokens, best first (ties: lower
+            id first), under ``log_softmax`` of the logits with
+            ``forbidden_ids`` (and ``end_id`` when ``forbid_end``) removed
+            -- what ``step_fn`` and the search would compute, computed by
+            the model (an exported step graph's ``TopK``), so the search
+            never touches the whole vocabulary. The beam's best candidates
+            are among each beam's ``m = min(2K, V)`` best, so the result is
+            the same.
+    """
     forbidden_ids = tuple(forbidden_ids or ())
     alpha = float(length_penalty_weight)
     width = beam_width
@@ -336,21 +350,28 @@ def beam_search(
         if end_id is not None and _all_done(finished, live_log_probs,
                                             largest_penalty):
             break
-        logits, state = step_fn(tokens, state)
-        logits = forbid(np.asarray(logits, np.float32), forbidden_ids,
-                        end_id, t < min_length)
-        vocabulary = logits.shape[-1]
-        candidates = (
-            live_log_probs[:, :, None]
-            + log_softmax(logits).reshape(batch, width, vocabulary)
-        ).reshape(batch, width * vocabulary)
-        if end_id is None:
-            live_log_probs, flat = top_k(candidates, width)
-            parents, tokens, live_ids = _extend(live_ids, flat, vocabulary, t)
+        forbid_end = end_id is not None and t < min_length
+        if candidates_fn is None:
+            logits, state = step_fn(tokens, state)
+            logits = forbid(np.asarray(logits, np.float32), forbidden_ids,
+                            end_id, forbid_end)
+            best = _best_candidates(
+                live_log_probs, log_softmax(logits), width, end_id
+            )
         else:
-            count = min(2 * width, width * vocabulary)
-            top_log_probs, flat = top_k(candidates, count)
-            parents, tokens, ids = _extend(live_ids, flat, vocabulary, t)
+            best_per_beam, token_ids, state = candidates_fn(
+                tokens, state, 2 * width, forbid_end
+            )
+            best = _best_of_beams(live_log_probs, best_per_beam, token_ids,
+                                  width, end_id)
+        top_log_probs, parents, tokens = best
+        ids = np.take_along_axis(live_ids, parents[:, :, None],
+                                 axis=1).copy()
+        ids[:, :, t] = tokens
+        if end_id is None:
+            live_log_probs, live_ids = top_log_probs, ids
+        else:
+            count = tokens.shape[1]
             ends = tokens == end_id
             joins_pool = ends & (np.arange(count) < width)
             ending = _Pool(
@@ -393,12 +414,37 @@ _Pool = collections.namedtuple("_Pool",
                                ["ids", "lengths", "log_probs", "scores"])
 
 
-def _extend(live_ids, flat, vocabulary, t):
-    parents = flat // vocabulary
-    tokens = (flat % vocabulary).astype(np.int32)
-    ids = np.take_along_axis(live_ids, parents[:, :, None], axis=1).copy()
-    ids[:, :, t] = tokens
-    return parents, tokens, ids
+def _best_candidates(live_log_probs, log_probs, width, end_id):
+    """``(log-probs, parents, tokens)`` of the best candidates ``(B, n)``,
+    best first: ``n = K`` without an end token, else ``min(2K, K*V)``."""
+    batch = live_log_probs.shape[0]
+    vocabulary = log_probs.shape[-1]
+    candidates = (
+        live_log_probs[:, :, None]
+        + log_probs.reshape(batch, width, vocabulary)
+    ).reshape(batch, width * vocabulary)
+    count = width if end_id is None else min(2 * width, width * vocabulary)
+    values, flat = top_k(candidates, count)
+    return values, flat // vocabulary, (flat % vocabulary).astype(np.int32)
+
+
+def _best_of_beams(live_log_probs, best_per_beam, token_ids, width, end_id):
+    """``_best_candidates`` from each beam's ``m`` best tokens: the same
+    candidates, ordered as ``top_k`` over ``k*V + v`` orders them (value,
+    then parent, then token)."""
+    batch = live_log_probs.shape[0]
+    per_beam = best_per_beam.shape[-1]
+    values = (live_log_probs[:, :, None]
+              + best_per_beam.reshape(batch, width, per_beam)).reshape(
+                  batch, width * per_beam).astype(np.float32)
+    tokens = np.asarray(token_ids, np.int32).reshape(batch, width * per_beam)
+    parents = np.broadcast_to(np.repeat(np.arange(width), per_beam),
+                              tokens.shape)
+    count = width if end_id is None else min(2 * width, width * per_beam)
+    order = np.lexsort((tokens, parents, -values), axis=-1)[:, :count]
+    return (np.take_along_axis(values, order, axis=1),
+            np.take_along_axis(parents, order, axis=1),
+            np.take_along_axis(tokens, order, axis=1))
 
 
 def _keep_best(first, second, count):
@@ -422,7 +468,7 @@ SEARCHES = {"greedy": greedy_search, "sample": sample, "beam": beam_search}
 # NumPy-only argument.
 _MODEL_ARGUMENTS = {"step_fn", "start_ids", "initial_state", "end_id",
                     "max_length", "pad_id", "forbidden_ids"}
-_HOOKS = {"constant"}
+_HOOKS = {"constant", "candidates_fn"}
 OPTIONS = {
     method: {
         name: parameter.default

@@ -88,9 +88,27 @@ def test_beam_search_is_the_same(seed, width, alpha, num_return,
     # Reordering a constant entry or not gives the same result.
     constant = search.beam_search(numpy_step, start, state,
                                   constant=("memory",), **arguments)
+    # So does a model that hands out each row's best candidates itself.
+    candidates = search.beam_search(
+        numpy_step, start, state,
+        candidates_fn=candidates_of(numpy_step, (0, 1), end_id), **arguments)
     theirs = decoding.beam_search(tf_step, start, state, **arguments)
     assert_same(ours, theirs)
     assert_same(constant, theirs)
+    assert_same(candidates, theirs)
+
+
+def candidates_of(step_fn, forbidden_ids, end_id):
+    """A ``candidates_fn`` for ``step_fn``: what an exported step graph's
+    ``TopK`` head computes."""
+    def candidates_fn(tokens, state, count, forbid_end):
+        logits, state = step_fn(tokens, state)
+        logits = search.forbid(logits, forbidden_ids, end_id, forbid_end)
+        count = min(count, logits.shape[-1])
+        values, ids = search.top_k(search.log_softmax(logits), count)
+        return values, ids, state
+
+    return candidates_fn
 
 
 def test_beam_width_one_without_penalty_is_greedy():

@@ -10,13 +10,22 @@ A ``Seq2Seq`` becomes two graphs::
                           keys (the attention's precomputed memory half;
                           none for luong_dot) and memory_mask (bool)
     decoder_step.onnx  token_ids int32 (batch,) + every state
+                       + top_k int64 (1,) + forbid_end bool ()
                        -> log_probs (batch, V), new_<state> for each state
                           a step changes, attention_weights (batch,
-                          source_time) with attention
+                          source_time) with attention, and top_log_probs,
+                          top_ids (batch, top_k): each row's best next
+                          tokens (ties: lower id first) under log_softmax
+                          of the logits without the forbidden ids
+                          (padding, BOS) and, with forbid_end, the end
+                          token -- what beam search needs, so a host-side
+                          search never sorts the whole vocabulary
 
 a ``LanguageModel`` into ``prompt.onnx`` (tokens (batch, time) + lengths
 (batch,) + states -> new states after each row's prompt) and
-``step.onnx`` (token_ids + states -> log_probs, new states).
+``step.onnx`` (token_ids + states + top_k + forbid_end -> log_probs, new
+states, top_log_probs, top_ids; nothing is forbidden but ``<eos>`` with
+forbid_end).
 
 Every recurrent layer is a native ``RNN``/``LSTM``/``GRU`` node (the
 encoder's masks as ``sequence_lens``; a decoder step is a node over one
@@ -59,16 +68,17 @@ FLOAT = onnx.TensorProto.FLOAT
 def export_seq2seq(model, directory, verify=True):
     """Writes ``encoder.onnx``, ``decoder_step.onnx`` and the manifest of
     a ``Seq2Seq`` (see the module doc); returns the manifest."""
-    encoder, state = _seq2seq_encoder(model)
-    step = _seq2seq_step(model, state)
-    attention = model.decoder.attention
     tokens = {
         "bos_id": model.bos_id, "eos_id": model.eos_id,
         "pad_id": model.pad_id,
         "unknown_id": None if model.source_tokenizer is None
         else model.source_tokenizer.oov_id,
+        # Never generated, as in Seq2Seq.generate.
         "forbidden_ids": sorted({model.pad_id, model.bos_id}),
     }
+    encoder, state = _seq2seq_encoder(model)
+    step = _seq2seq_step(model, state, tokens["forbidden_ids"])
+    attention = model.decoder.attention
     manifest = _manifest(
         model, "seq2seq", {"encoder": encoder, "decoder_step": step}, state,
         tokens,
@@ -331,7 +341,7 @@ def _attention_keys(g, decoder, memory):
     return keys, attention.query_dim
 
 
-def _seq2seq_step(model, state):
+def _seq2seq_step(model, state, forbidden_ids):
     decoder = model.decoder
     graph = _Graph("decoder_step", "decoder_step.onnx")
     g = graph.builder
@@ -374,6 +384,7 @@ def _seq2seq_step(model, state):
     graph.output("log_probs", g.op("LogSoftmax", [logits], "graph/log_probs",
                                    axis=-1),
                  "float32", ["batch", vocabulary])
+    _candidates_head(graph, logits, vocabulary, forbidden_ids, model.eos_id)
     for entry in state:
         if not entry["constant"]:
             graph.output(entry["output"], new[entry["name"]], "float32",
@@ -459,6 +470,38 @@ def _project(g, decoder, outputs, table):
     )
 
 
+def _candidates_head(graph, logits, vocabulary, forbidden_ids, end_id):
+    """The ``top_log_probs``/``top_ids`` outputs (see the module doc):
+    ``TopK(LogSoftmax(Where(forbidden, -inf, logits)), top_k)``."""
+    g = graph.builder
+    count = graph.input("top_k", "int64", [1])
+    forbid_end = graph.input("forbid_end", "bool", [])
+    forbidden = np.zeros(vocabulary, bool)
+    forbidden[list(forbidden_ids)] = True
+    mask = g.constant(forbidden, "candidates/forbidden")
+    if end_id is not None:
+        is_end = np.zeros(vocabulary, bool)
+        is_end[end_id] = True
+        mask = g.op(
+            "Or",
+            [mask, g.op("And", [g.constant(is_end, "candidates/end"),
+                                forbid_end], "candidates/end_now")],
+            "candidates/mask",
+        )
+    masked = g.op("Where", [mask, g.scalar(-np.inf, "float32"), logits],
+                  "candidates/masked")
+    normalized = g.op("LogSoftmax", [masked], "candidates/log_probs",
+                      axis=-1)
+    values, indices = g.op(
+        "TopK", [normalized, count], "candidates/top_k",
+        outputs=["values", "indices"], axis=-1, largest=1, sorted=1,
+    )
+    graph.output("top_log_probs", values, "float32", ["batch", "top_k"])
+    graph.output("top_ids", g.op("Cast", [indices], "candidates/ids",
+                                 to=onnx.TensorProto.INT32),
+                 "int32", ["batch", "top_k"])
+
+
 # --- LanguageModel -----------------------------------------------------------
 
 
@@ -539,6 +582,8 @@ def _lm_step(model, state):
     graph.output("log_probs", g.op("LogSoftmax", [logits], "graph/log_probs",
                                    axis=-1),
                  "float32", ["batch", model.vocabulary_size])
+    eos = None if model.vocabulary is None else model.vocabulary.eos_id
+    _candidates_head(graph, logits, model.vocabulary_size, [], eos)
     for entry, value in zip(state, finals):
         graph.output(entry["output"], value.name, "float32", entry["shape"])
     return graph.finish()
@@ -698,10 +743,32 @@ def _seq2seq_parity(model, generator, rng, batch_size, steps, max_length):
     if weights is not None:
         step = max(step, _compare("attention_weights", attention,
                                   keras.ops.convert_to_numpy(weights)))
+    step = max(step, _compare_candidates(
+        generator, tokens, expected, keras.ops.convert_to_numpy(logits)))
     result = model.generate(source, max_length=max_length)
     ours = generator.generate_ids(source, max_length=max_length)
     score = _same_tokens(ours, result)
     return {"first_state": first, "step": step, "greedy_score": score}
+
+
+def _compare_candidates(generator, tokens, state, logits):
+    """The step graph's ``TopK`` head against the same selection made on
+    Keras' logits (``kerasrnn_serving.search``)."""
+    from kerasrnn_serving import search
+
+    count = min(4, logits.shape[-1])
+    values, ids, _ = generator.candidates(tokens, state, count, True)
+    reference = search.log_softmax(search.forbid(
+        logits.astype("float32"), generator.tokens["forbidden_ids"],
+        generator.tokens["eos_id"], True))
+    expected_values, expected_ids = search.top_k(reference, count)
+    if not np.array_equal(ids, expected_ids):
+        raise RuntimeError(
+            "The step graph's best candidates (top_ids) differ from Keras': "
+            f"{ids.tolist()} vs {expected_ids.tolist()}. The export is "
+            "wrong."
+        )
+    return _compare("top_log_probs", values, expected_values)
 
 
 def _same_tokens(ours, result):
@@ -740,6 +807,8 @@ def _lm_parity(model, generator, rng, batch_size, steps, max_length):
     log_probs, new_state, _ = generator.step(tokens, expected)
     step = _compare("log_probs", log_probs, keras.ops.convert_to_numpy(
         keras.ops.log_softmax(logits, axis=-1)))
+    step = max(step, _compare_candidates(
+        generator, tokens, expected, keras.ops.convert_to_numpy(logits)))
     for entry, value in zip(generator.manifest["state"], state):
         step = max(step, _compare(f"state '{entry['output']}'",
                                   new_state[entry["name"]],
