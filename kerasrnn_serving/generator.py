@@ -175,14 +175,10 @@ class Generator:
             new_state[entry["name"]] = values[entry["output"]]
         return new_state
 
-    def _step_fn(self, attention=None):
-        def step_fn(token_ids, state):
-            log_probs, state, weights = self.step(token_ids, state)
-            if attention is not None:
-                attention.append(weights)
-            return log_probs, state
-
-        return step_fn
+    def _step_fn(self, token_ids, state):
+        """``step`` as the searches' ``step_fn``."""
+        log_probs, state, _ = self.step(token_ids, state)
+        return log_probs, state
 
     # --- searches ------------------------------------------------------------
 
@@ -201,7 +197,7 @@ class Generator:
             extra = {"constant": self.constant,
                      "candidates_fn": self.candidates}
         return function(
-            self._step_fn(), np.asarray(start_ids, np.int32), state, end_id,
+            self._step_fn, np.asarray(start_ids, np.int32), state, end_id,
             pad_id=self.tokens["pad_id"],
             forbidden_ids=self.tokens["forbidden_ids"], **values, **extra,
         )
@@ -476,7 +472,7 @@ class Generator:
                 f"Received: num_samples={values['num_samples']}"
             )
         steps = search.STEP_SEARCHES[method](
-            self._step_fn(), start, state, end_id,
+            self._step_fn, start, state, end_id,
             pad_id=self.tokens["pad_id"],
             forbidden_ids=self.tokens["forbidden_ids"], **values,
         )

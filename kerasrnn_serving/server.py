@@ -104,13 +104,13 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         generator = self.predictor
         try:
             request = self._read_json()
-            call, stream, attention = _generation_request(generator,
-                                                          request)
+            run, stream, attention = _generation_request(generator,
+                                                         request)
             if stream:
-                events = call(stream=True)
+                events = run()
                 first = next(events)   # bad input fails before the headers
             else:
-                results = call()
+                results = run()
                 if attention:
                     _add_attention(generator, request, results)
         except InputError as error:
@@ -181,8 +181,8 @@ def _chain(ready, events):
 
 
 def _generation_request(generator, request):
-    """``(call, stream, attention)`` for a /v1/generate body: ``call()``
-    runs it (``call(stream=True)``: the event iterator)."""
+    """``(run, stream, attention)`` for a checked /v1/generate body:
+    ``run()`` answers it (with ``stream``, an iterator of events)."""
     if not isinstance(request, dict):
         raise InputError('The request must be a JSON object with "texts" or '
                          '"ids".')
@@ -220,10 +220,10 @@ def _generation_request(generator, request):
             if not isinstance(texts, list) or len(texts) != 1:
                 raise InputError('"stream": true takes one text: "texts": '
                                  '["..."].')
-            return (lambda stream=False: generator.stream(
+            return (lambda: generator.stream(
                 texts[0], method, max_length, unknown, stop_at_eos,
                 **options), True, False)
-        return (lambda stream=False: generator.generate(
+        return (lambda: generator.generate(
             texts, method, max_length, unknown, stop_at_eos, **options),
             False, attention)
     if stream:
@@ -231,7 +231,7 @@ def _generation_request(generator, request):
     if "unknown" in request:
         raise InputError('"unknown" applies to "texts".')
 
-    def from_ids(stream=False):
+    def from_ids():
         result = generator.generate_ids(request["ids"], method, max_length,
                                         stop_at_eos, **options)
         return generator.describe(result, text=_has_text(generator))

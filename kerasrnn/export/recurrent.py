@@ -2,10 +2,12 @@
 
 One node per layer-direction group: a ``RNN`` layer is one ``forward`` or
 ``reverse`` node, a ``Bidirectional`` one ``bidirectional`` node, a stack of
-``num_layers`` layers ``num_layers`` nodes. Weights go through
-``kerasrnn.weights.layouts.keras_to_onnx`` (the one place where gates are
-permuted). Inside a stack the sequence stays time-major (``[T, B, F]``, the
-only layout onnxruntime accepts), with one transpose in and one out.
+``num_layers`` layers ``num_layers`` nodes; ``cell_step`` writes one step
+of a bare cell (a decoder's) as a node over a sequence of length 1.
+Weights go through ``kerasrnn.weights.layouts.keras_to_onnx`` (the one
+place where gates are permuted). Inside a stack the sequence stays
+time-major (``[T, B, F]``, the only layout onnxruntime accepts), with one
+transpose in and one out.
 
 How Keras' results map onto a node's outputs ``Y [T, D, B, H]``,
 ``Y_h [D, B, H]`` (and ``Y_c``), ``d`` the direction of a sub-layer:
