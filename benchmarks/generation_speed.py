@@ -13,22 +13,24 @@ sides, so the end token cannot cut a search short). In one run:
 2. beam search (width 5) at batch 1, ms per request;
 3. greedy at batch 32, generated tokens per second;
 
-each timed five ways on the same sources, after warm-ups, in blocks:
+each timed four ways on the same sources, after warm-ups, in blocks:
 4 rounds, each running every variant (the order rotating) for one
 untimed call and then a quarter of ``--repeats`` (``--batch-repeats`` at
 batch 32) timed calls. Load changes on this shared machine so hit all
 alike, while the spin-waiting thread pools of one variant (onnxruntime's
-and TensorFlow's intra-op pools keep spinning briefly after a call) do
-not slow the next one's timed calls, as they did call-by-call
+default pool and TensorFlow's intra-op pool keep spinning briefly after
+a call) do not slow the next one's timed calls, as they did call-by-call
 round-robin. The table gives the median of the timed calls (a second
 one the best call, the least disturbed by the load):
 
-* ``ort``: ``kerasrnn_serving.Generator(dir).generate_ids(...)``,
-  onnxruntime with its default intra-op threads, NumPy search;
-* ``ort_1t``: the same with ``threads=1``;
-* ``ort_nospin``: default threads with the pool's spin-wait off
-  (``session.intra_op.allow_spinning=0``, set here on the Generator's
-  sessions: a diagnostic of where the default loses time);
+* ``ort``: ``kerasrnn_serving.Generator(dir).generate_ids(...)``, the
+  default: one onnxruntime intra-op thread; greedy runs a NumPy search
+  over the step's ``log_probs``, beam search takes each beam's best
+  tokens from the step graph's ``TopK`` head (``Generator.candidates``);
+* ``ort_pool``: the same with ``threads=None``, onnxruntime's default
+  intra-op pool (spin-waiting on; the pool with spin-wait off, measured
+  before one thread became the default, was never faster than one
+  thread and erratic under load, so it is no longer timed);
 * ``tf_function``: ``model.generate(...)``, the cached ``tf.function``
   ``generate`` traces (warm: the first call, with its trace, is reported
   apart and not timed);
@@ -41,25 +43,30 @@ The ratio is the faster TensorFlow variant over the faster TF-free one
 TF-free variant); the tokens of both sides are compared as well.
 
 4. Streaming: ``python -m kerasrnn_serving serve DIR --port 0`` in a
-   subprocess (default threads), ``--stream-requests`` greedy requests
-   with ``"stream": true`` sent one after another; the client times the
-   gap between consecutive ``data:`` token events (p50/p99) and the time
-   to the first token. For reference, the same gaps of
-   ``Generator.stream`` in this process (default threads and one).
-5. Profile of the TF-free greedy and beam loops at batch 1 and 32, for
-   the three thread settings: the request time split into the encoder's
-   ``session.run``, the step's ``session.run``, ``Generator.step``'s glue
-   (dicts) and the rest (the NumPy search and Python), by timers wrapped
-   around the sessions and the step function. To judge whether a TopK
-   node in the step graph would pay off, it also times the full-vocabulary
-   NumPy work alone (forbid, log_softmax, argmax or the top-2K of the
-   K x V candidates) on real log-probabilities, and the step graph with a
-   ``TopK`` (k = 1 greedy, 2K beam) appended in place of the
-   ``log_probs`` output: the saving per step is roughly the first minus
-   the extra ``session.run`` time of the second (counted as 0 where the
-   TopK graph came out faster, which is noise or the smaller output).
-   For scale it times the bare output ``MatMul`` ``(rows, H) x (H, V)``
-   (a one-node graph, same threads): the floor of a step.
+   subprocess (no ``--threads``: the CLI's default, one thread),
+   ``--stream-requests`` greedy requests with ``"stream": true`` sent
+   one after another; the client times the gap between consecutive
+   ``data:`` token events (p50/p99) and the time to the first token. For
+   reference, the same gaps of ``Generator.stream`` in this process
+   (``ort`` and ``ort_pool``).
+5. What the in-graph TopK saves beam search, at batch 1 and 32 (``ort``,
+   one thread): ``search.beam_search`` with ``candidates_fn=
+   generator.candidates`` (what ``Generator.search`` does) against the
+   same call without it (``step_fn`` returns the full ``log_probs`` and
+   the search forbids, normalizes and sorts the K x V candidates in
+   NumPy), from the same encoder state, the two alternating call by call
+   (one thread: no pool to spin); the tokens must be the same (a
+   difference is reported and makes the script exit with status 1). For
+   each: ms per request and its split (encoder and step ``session.run``,
+   the step's glue, the search = NumPy + Python), per step.
+6. Profile of the TF-free greedy and beam loops at batch 1 and 32, for
+   both thread settings: the request time split into the encoder's
+   ``session.run``, the step's ``session.run``, the glue of
+   ``Generator.step`` / ``Generator.candidates`` (feeds, dicts) and the
+   rest (the NumPy search and Python), by timers wrapped around the
+   sessions and those two methods. For scale it times the bare output
+   ``MatMul`` ``(rows, H) x (H, V)`` (a one-node graph, same threads):
+   the floor of a step's ``session.run``.
 
     python benchmarks/generation_speed.py         # 2.5-6 min on 2 busy cores
     python benchmarks/generation_speed.py --quick # smoke run: tiny, ~20 s
@@ -106,10 +113,12 @@ QUICK = {"units": 32, "embedding_dim": 32, "vocabulary": 300,
          "source_length": 6, "new_tokens": 8, "beam_width": 5,
          "batch": 4}
 GOALS = {"greedy_b1": 5.0, "beam_b1": 3.0}
-VARIANTS = ("ort", "ort_1t", "ort_nospin", "tf_function", "tf_xla")
+VARIANTS = ("ort", "ort_pool", "tf_function", "tf_xla")
 ROUNDS = 4  # blocks of each variant per case
-# The onnxruntime thread setting of each TF-free variant.
-SETTINGS = {"ort": "default", "ort_1t": 1, "ort_nospin": "nospin"}
+WIDTH = 9  # of a variant's column
+# The onnxruntime intra-op threads of each TF-free variant (None: the
+# default pool).
+THREADS = {"ort": 1, "ort_pool": None}
 CPU = "CPUExecutionProvider"
 BOS, EOS = 2, 3  # kerasrnn.models.text.Tokenizer's layout
 FIRST_WORD = 4
@@ -140,29 +149,16 @@ def build(cell, sizes, directory):
 
 
 def generators(directory):
-    """The TF-free runtimes compared: onnxruntime's default intra-op
-    threads, one thread, and default threads with the pool's spin-wait
-    off (``session.intra_op.allow_spinning=0``; ``Generator`` takes no
-    such argument, so its sessions are rebuilt with it)."""
-    no_spin = Generator(directory)
-    for name, graph in no_spin.manifest["graphs"].items():
-        no_spin.sessions[name] = onnxruntime.InferenceSession(
-            str(pathlib.Path(directory) / graph["file"]),
-            session_options(None, spin=False), providers=[CPU])
-    no_spin._step_session = no_spin.sessions[
-        "decoder_step" if no_spin.kind == "seq2seq" else "step"]
+    """The TF-free runtimes compared: ``Generator``'s default (one
+    intra-op thread) and onnxruntime's default pool."""
     return {"ort": Generator(directory),
-            "ort_1t": Generator(directory, threads=1),
-            "ort_nospin": no_spin}
+            "ort_pool": Generator(directory, threads=None)}
 
 
-def session_options(threads, spin=True):
+def session_options(threads):
     options = onnxruntime.SessionOptions()
     if threads is not None:
         options.intra_op_num_threads = threads
-    if not spin:
-        options.add_session_config_entry("session.intra_op.allow_spinning",
-                                         "0")
     return options
 
 
@@ -357,6 +353,7 @@ def stream_latency(directory, texts, sizes, requests, warmup):
     gaps = np.asarray(gaps)
     return {
         "command": " ".join(command[1:]),
+        "threads": "the CLI's default (1)",
         "server_banner": banner,
         "server_ready_s": ready_s,
         "requests": requests,
@@ -434,7 +431,7 @@ def _stream_once(host, port, text, sizes):
     return times, sent, end
 
 
-# --- 5: profile --------------------------------------------------------------
+# --- 5 and 6: TopK saving and profile -----------------------------------------
 
 
 class _TimedSession:
@@ -454,140 +451,174 @@ class _TimedSession:
         return getattr(self.session, name)
 
 
-def profile(generator, method, sizes, source, repeats, warmup):
-    """Where the time of one TF-free request goes (see the module doc)."""
-    values = options(method, sizes)
-    encoder = _TimedSession(generator.sessions["encoder"])
-    step_session = _TimedSession(generator._step_session)
-    original_step = generator.step
-    step_total = [0.0]
+class _Timed:
+    """A function that adds its time to ``seconds``."""
 
-    def timed_step(token_ids, state):
+    def __init__(self, function):
+        self.function, self.seconds = function, 0.0
+
+    def __call__(self, *args):
         start = time.perf_counter()
-        answer = original_step(token_ids, state)
-        step_total[0] += time.perf_counter() - start
-        return answer
+        try:
+            return self.function(*args)
+        finally:
+            self.seconds += time.perf_counter() - start
 
-    generator.sessions["encoder"] = encoder
-    generator._step_session = step_session
-    generator.step = timed_step
-    parts = {"total": [], "encoder_run": [], "step_run": [],
-             "step_glue": [], "search": []}
-    steps = 0
-    try:
-        for index in range(warmup + repeats):
-            encoder.seconds = step_session.seconds = step_total[0] = 0.0
-            step_session.calls = 0
-            start = time.perf_counter()
-            generator.generate_ids(source, method=method,
-                                   max_length=sizes["new_tokens"], **values)
-            total = time.perf_counter() - start
-            if index < warmup:
-                continue
-            steps = step_session.calls
-            parts["total"].append(total)
-            parts["encoder_run"].append(encoder.seconds)
-            parts["step_run"].append(step_session.seconds)
-            parts["step_glue"].append(step_total[0] - step_session.seconds)
-            parts["search"].append(total - encoder.seconds - step_total[0])
-    finally:
-        generator.sessions["encoder"] = encoder.session
-        generator._step_session = step_session.session
-        del generator.step
+
+class _Timers:
+    """Timers on a generator's sessions (swapped in by ``attach``, put back
+    by ``detach``) and on the step functions of a request: ``split``
+    gives one request's parts in seconds."""
+
+    PARTS = ("total", "encoder_run", "step_run", "step_glue", "search")
+
+    def __init__(self, generator):
+        self.generator = generator
+        self.encoder = _TimedSession(generator.sessions["encoder"])
+        self.step = _TimedSession(generator._step_session)
+        self.functions = []
+
+    def attach(self):
+        self.generator.sessions["encoder"] = self.encoder
+        self.generator._step_session = self.step
+
+    def detach(self):
+        self.generator.sessions["encoder"] = self.encoder.session
+        self.generator._step_session = self.step.session
+
+    def timed(self, function):
+        timed = _Timed(function)
+        self.functions.append(timed)
+        return timed
+
+    def reset(self):
+        self.encoder.seconds = self.step.seconds = 0.0
+        self.step.calls = 0
+        for function in self.functions:
+            function.seconds = 0.0
+
+    def split(self, total):
+        """``{part: seconds}`` of a request of ``total`` seconds: the step
+        functions' time less the step's ``session.run`` is their glue,
+        the rest of the request less the encoder's run the search."""
+        functions = sum(f.seconds for f in self.functions)
+        return {"total": total, "encoder_run": self.encoder.seconds,
+                "step_run": self.step.seconds,
+                "step_glue": functions - self.step.seconds,
+                "search": total - self.encoder.seconds - functions}
+
+
+def _summary(parts, steps):
+    """Medians in ms of ``{part: [seconds]}``, shares and per-step us."""
     ms = {name: float(np.median(v) * 1e3) for name, v in parts.items()}
     total = ms["total"]
     return {
-        "method": method, "batch": int(source.shape[0]), "steps": steps,
+        "steps": steps,
         "ms": ms,
+        "min_total_ms": float(np.min(parts["total"]) * 1e3),
         "share": {name: ms[name] / total for name in ms if name != "total"},
         "per_step_us": {name: ms[name] * 1e3 / steps
                         for name in ("step_run", "step_glue", "search")},
     }
 
 
-def full_vocabulary_numpy_us(generator, method, sizes, source, repeats):
-    """The per-step NumPy work over the whole vocabulary that an in-graph
-    TopK would replace, on real log-probabilities."""
-    width = sizes["beam_width"] if method == "beam" else 1
-    state = search.tile_batch(generator.encode(source), width)
-    rows = source.shape[0] * width
-    tokens = np.full(rows, BOS, np.int32)
-    log_probs = generator.step(tokens, state)[0]
-    forbidden = generator.tokens["forbidden_ids"]
-    batch = source.shape[0]
-    live = np.zeros((batch, width), np.float32)
-
-    def greedy():
-        logits = search.forbid(log_probs, forbidden, EOS, True)
-        chosen = np.argmax(logits, axis=-1)
-        np.take_along_axis(search.log_softmax(logits), chosen[:, None], 1)
-
-    def beam():
-        logits = search.forbid(log_probs, forbidden, EOS, True)
-        vocabulary = logits.shape[-1]
-        candidates = (live[:, :, None] + search.log_softmax(logits).reshape(
-            batch, width, vocabulary)).reshape(batch, width * vocabulary)
-        search.top_k(candidates, 2 * width)
-
-    return median_us(greedy if method == "greedy" else beam, repeats)
-
-
-def topk_probe(directory, generator, method, sizes, source, setting,
-               repeats):
-    """``session.run`` of the step graph as exported and with a TopK in
-    place of its ``log_probs`` output (forbidden ids masked first)."""
-    width = sizes["beam_width"] if method == "beam" else 1
-    k = 1 if method == "greedy" else 2 * width
-    model = onnx.load(str(pathlib.Path(directory) / "decoder_step.onnx"))
-    graph = model.graph
-    vocabulary = sizes["vocabulary"]
-    mask = np.zeros(vocabulary, np.float32)
-    mask[generator.tokens["forbidden_ids"]] = -np.inf
-    graph.initializer.extend([
-        onnx.numpy_helper.from_array(mask, "probe/forbidden"),
-        onnx.numpy_helper.from_array(np.array([k], np.int64), "probe/k"),
-    ])
-    graph.node.extend([
-        helper.make_node("Add", ["log_probs", "probe/forbidden"],
-                         ["probe/masked"]),
-        helper.make_node("TopK", ["probe/masked", "probe/k"],
-                         ["top_log_probs", "top_ids"], axis=-1),
-    ])
-    outputs = [o for o in graph.output if o.name != "log_probs"]
-    del graph.output[:]
-    graph.output.extend([
-        helper.make_tensor_value_info("top_log_probs", onnx.TensorProto.FLOAT,
-                                      ["batch", k]),
-        helper.make_tensor_value_info("top_ids", onnx.TensorProto.INT64,
-                                      ["batch", k]),
-        *outputs,
-    ])
-    probe = onnxruntime.InferenceSession(
-        model.SerializeToString(),
-        session_options(setting if setting == 1 else None,
-                        spin=setting != "nospin"),
-        providers=[CPU])
-    state = search.tile_batch(generator.encode(source), width)
-    feeds = {"token_ids": np.full(source.shape[0] * width, BOS, np.int32),
-             **state}
-    projection, inputs = _projection_session(
-        state["h_0"].shape, vocabulary, setting)
-    plain = generator._step_session
-    stats, _ = blocked({"plain": lambda: plain.run(None, feeds),
-                        "topk": lambda: probe.run(None, feeds),
-                        "projection": lambda: projection.run(None, inputs)},
-                       repeats, 5)
-    return {"k": k, "plain_run_us": stats["plain"]["median_ms"] * 1e3,
-            "topk_run_us": stats["topk"]["median_ms"] * 1e3,
-            "topk_extra_us": (stats["topk"]["median_ms"]
-                              - stats["plain"]["median_ms"]) * 1e3,
-            "projection_run_us": stats["projection"]["median_ms"] * 1e3}
+def profile(generator, method, sizes, source, repeats, warmup):
+    """Where the time of one TF-free request goes (see the module doc)."""
+    values = options(method, sizes)
+    timers = _Timers(generator)
+    # Instance attributes shadow the methods: Generator._step_fn calls
+    # self.step (greedy), Generator.search passes self.candidates (beam).
+    generator.step = timers.timed(generator.step)
+    generator.candidates = timers.timed(generator.candidates)
+    timers.attach()
+    parts = {name: [] for name in _Timers.PARTS}
+    steps = 0
+    try:
+        for index in range(warmup + repeats):
+            timers.reset()
+            start = time.perf_counter()
+            generator.generate_ids(source, method=method,
+                                   max_length=sizes["new_tokens"], **values)
+            total = time.perf_counter() - start
+            if index < warmup:
+                continue
+            steps = timers.step.calls
+            for name, value in timers.split(total).items():
+                parts[name].append(value)
+    finally:
+        timers.detach()
+        del generator.step, generator.candidates
+    return {"method": method, "batch": int(source.shape[0]),
+            **_summary(parts, steps)}
 
 
-def _projection_session(shape, vocabulary, setting):
-    """A one-node graph, ``MatMul`` of ``(rows, H)`` by the ``(H, V)``
-    output kernel (random): the floor of a step's ``session.run``."""
-    rows, units = shape
+def topk_saving(generator, sizes, source, repeats, warmup):
+    """Beam search with the step graph's TopK head (``candidates_fn=
+    generator.candidates``, as ``Generator.search``) and without it (the
+    full-vocabulary NumPy path), alternating call by call: ``{"topk":
+    summary, "numpy": summary, "same_tokens", "saving_*"}``."""
+    method = "beam"
+    values = generator._options(method, sizes["new_tokens"],
+                                options(method, sizes))
+    end_id = generator.end_id(None)
+    timers = _Timers(generator)
+    candidates = timers.timed(generator.candidates)
+    step = timers.timed(generator.step)
+
+    def step_fn(token_ids, state):  # Generator._step_fn, timed
+        log_probs, state, _ = step(token_ids, state)
+        return log_probs, state
+
+    def request(path):
+        start_ids, state = generator._start(source)
+        extra = {"candidates_fn": candidates} if path == "topk" else {}
+        return search.beam_search(
+            step_fn, start_ids, state, end_id,
+            pad_id=generator.tokens["pad_id"],
+            forbidden_ids=generator.tokens["forbidden_ids"],
+            constant=generator.constant, **values, **extra)
+
+    paths = ("topk", "numpy")
+    parts = {path: {name: [] for name in _Timers.PARTS} for path in paths}
+    steps, ids = {}, {}
+    timers.attach()
+    try:
+        for index in range(warmup + repeats):
+            for path in paths if index % 2 == 0 else paths[::-1]:
+                timers.reset()
+                start = time.perf_counter()
+                result = request(path)
+                total = time.perf_counter() - start
+                ids.setdefault(path, result.ids)
+                if index < warmup:
+                    continue
+                steps[path] = timers.step.calls
+                for name, value in timers.split(total).items():
+                    parts[path][name].append(value)
+    finally:
+        timers.detach()
+    same = bool(np.array_equal(ids["topk"], ids["numpy"]))
+    entry = {"method": method, "batch": int(source.shape[0]),
+             "options": values, "same_tokens": same,
+             "same_tokens_fraction": float(np.mean(
+                 ids["topk"] == ids["numpy"])),
+             **{path: _summary(parts[path], steps[path]) for path in paths}}
+    topk, plain = entry["topk"], entry["numpy"]
+    entry["saving_ms_per_request"] = (plain["ms"]["total"]
+                                      - topk["ms"]["total"])
+    entry["saving_share"] = (entry["saving_ms_per_request"]
+                             / plain["ms"]["total"])
+    entry["speedup"] = plain["ms"]["total"] / topk["ms"]["total"]
+    entry["saving_search_us_per_step"] = (plain["per_step_us"]["search"]
+                                          - topk["per_step_us"]["search"])
+    entry["extra_step_run_us_per_step"] = (
+        topk["per_step_us"]["step_run"] - plain["per_step_us"]["step_run"])
+    return entry
+
+
+def projection_us(rows, units, vocabulary, threads, repeats):
+    """``session.run`` of a one-node graph, ``MatMul`` of ``(rows, H)`` by
+    an ``(H, V)`` output kernel (random): the floor of a step's run."""
     kernel = np.random.default_rng(0).normal(
         size=(units, vocabulary)).astype(np.float32)
     graph = helper.make_graph(
@@ -600,12 +631,11 @@ def _projection_session(shape, vocabulary, setting):
     model = helper.make_model(
         graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
     session = onnxruntime.InferenceSession(
-        model.SerializeToString(),
-        session_options(setting if setting == 1 else None,
-                        spin=setting != "nospin"),
+        model.SerializeToString(), session_options(threads),
         providers=[CPU])
     x = np.random.default_rng(1).normal(size=(rows, units))
-    return session, {"x": x.astype(np.float32)}
+    inputs = {"x": x.astype(np.float32)}
+    return median_us(lambda: session.run(None, inputs), repeats)
 
 
 # --- the run -----------------------------------------------------------------
@@ -635,31 +665,31 @@ def run_cell(cell, sizes, args, root):
     result["stream"] = stream_latency(directory, texts, sizes,
                                       args.stream_requests, warmup=2)
     result["stream"]["in_process_gap_ms"] = {
-        variant: in_process_stream(runtimes[variant], texts, sizes,
+        variant: in_process_stream(generator, texts, sizes,
                                    args.stream_requests, 2)
-        for variant in ("ort", "ort_1t")}
+        for variant, generator in runtimes.items()}
     print_stream(cell, result["stream"])
+    result["topk"] = []
+    for source in (one, batch):
+        repeats = args.repeats if len(source) == 1 else args.batch_repeats
+        result["topk"].append(topk_saving(runtimes["ort"], sizes, source,
+                                          repeats, 1))
+    print_topk(cell, result["topk"], flush=True)
     result["profile"] = []
+    units = sizes["units"]
     for variant, generator in runtimes.items():
-        setting = SETTINGS[variant]
+        threads = THREADS[variant]
         for method in ("greedy", "beam"):
+            width = sizes["beam_width"] if method == "beam" else 1
             for source in (one, batch):
                 entry = profile(generator, method, sizes, source,
                                 args.profile_repeats, 1)
-                entry["threads"] = setting
+                entry["variant"], entry["threads"] = variant, threads
                 calls = args.probe_repeats if len(source) == 1 else max(
                     10, args.probe_repeats // 5)
-                entry["full_vocabulary_numpy_us"] = full_vocabulary_numpy_us(
-                    generator, method, sizes, source, calls)
-                entry["topk_probe"] = topk_probe(
-                    directory, generator, method, sizes, source, setting,
-                    calls)
-                entry["estimated_saving_per_step_us"] = (
-                    entry["full_vocabulary_numpy_us"]
-                    - max(0.0, entry["topk_probe"]["topk_extra_us"]))
-                entry["estimated_saving_share"] = (
-                    entry["estimated_saving_per_step_us"] * entry["steps"]
-                    / (entry["ms"]["total"] * 1e3))
+                entry["projection_run_us"] = projection_us(
+                    len(source) * width, units, sizes["vocabulary"],
+                    threads, calls)
                 result["profile"].append(entry)
     print_profile(cell, result["profile"])
     return result
@@ -669,9 +699,13 @@ def run_cell(cell, sizes, args, root):
 
 
 def print_header():
-    print(f"{'cell':5} {'case':10} {'unit':6} {'ort':>9} {'ort_1t':>9} "
-          f"{'ort_nospin':>10} {'tf_func':>9} {'tf_xla':>9} {'tf/ort':>7} "
-          f"{'goal':>5} {'same':>5}")
+    print(f"{'cell':5} {'case':10} {'unit':6} "
+          + " ".join(f"{_label(n):>{WIDTH}}" for n in VARIANTS)
+          + f" {'tf/ort':>7} {'goal':>5} {'same':>5}")
+
+
+def _label(variant):
+    return "tf_func" if variant == "tf_function" else variant
 
 
 def print_case(cell, name, case, sizes, key="median_ms", flush=False):
@@ -679,12 +713,12 @@ def print_case(cell, name, case, sizes, key="median_ms", flush=False):
     tokens = case["batch"] * sizes["new_tokens"]
     if case["batch"] == 1:
         unit = "ms"
-        cells = [f"{stats[n][key]:{_width(n)}.2f}" if n in stats
-                 else f"{'n/a':>{_width(n)}}" for n in VARIANTS]
+        cells = [f"{stats[n][key]:{WIDTH}.2f}" if n in stats
+                 else f"{'n/a':>{WIDTH}}" for n in VARIANTS]
     else:
         unit = "tok/s"
-        cells = [f"{tokens / stats[n][key] * 1e3:{_width(n)}.0f}"
-                 if n in stats else f"{'n/a':>{_width(n)}}"
+        cells = [f"{tokens / stats[n][key] * 1e3:{WIDTH}.0f}"
+                 if n in stats else f"{'n/a':>{WIDTH}}"
                  for n in VARIANTS]
     goal = case["goal"]
     ratio = (min(v[key] for n, v in stats.items() if n.startswith("tf"))
@@ -698,13 +732,9 @@ def print_case(cell, name, case, sizes, key="median_ms", flush=False):
         print(f"      XLA does not compile: {case['xla']['error']}")
 
 
-def _width(variant):
-    return max(9, len(variant))
-
-
 def print_stream(cell, stream):
     gap = stream["gap_ms"]
-    print(f"{cell:5} stream over HTTP (server, default threads): "
+    print(f"{cell:5} stream over HTTP (server, the CLI's default threads): "
           f"{stream['requests']} requests x {stream['tokens_per_request']}"
           f" tokens: token gap p50 {gap['p50']:.2f} ms, p90 "
           f"{gap['p90']:.2f}, p99 {gap['p99']:.2f}, max {gap['max']:.2f}; "
@@ -716,39 +746,57 @@ def print_stream(cell, stream):
               f"{gap['p99']:.2f}, max {gap['max']:.2f}", flush=True)
 
 
+def print_topk(cell, entries, flush=False):
+    print(f"{cell:5} beam search (width {entries[0]['options']['beam_width']}"
+          ", ort, 1 thread) with the step graph's TopK head (topk) and "
+          "without it (numpy: full-vocabulary NumPy search): ms per request "
+          "(median, best), per step us (step run, search)", flush=flush)
+    for e in entries:
+        cells = []
+        for path in ("topk", "numpy"):
+            x = e[path]
+            cells.append(f"{path} {x['ms']['total']:8.2f} "
+                         f"({x['min_total_ms']:7.2f}) run/st "
+                         f"{x['per_step_us']['step_run']:6.0f} srch/st "
+                         f"{x['per_step_us']['search']:6.0f}")
+        mark = "same tokens" if e["same_tokens"] else (
+            f"DIFFERENT TOKENS ({e['same_tokens_fraction']:.3f} agree)")
+        print(f"{cell:5}   B {e['batch']:3d}: {'; '.join(cells)}; saves "
+              f"{e['saving_ms_per_request']:.2f} ms/request "
+              f"({100 * e['saving_share']:.0f}%, {e['speedup']:.2f}x), "
+              f"search {e['saving_search_us_per_step']:.0f} us/step; "
+              f"{mark}", flush=flush)
+
+
 def print_profile(cell, entries):
     print(f"\n{cell} profile of the TF-free loop: per request ms (total, "
           "encoder run, step run, step glue, search = NumPy + Python), per "
-          "step us (run/st, srch/st), search share, full-vocabulary NumPy "
-          "us/step (fullV), extra us/step of a TopK node (topk+), the bare "
-          "output MatMul us/step (proj) and the estimated share of the "
-          "request an in-graph TopK saves (save%)")
-    print(f"{'thr':>7} {'method':6} {'B':>3} {'total':>8} {'enc':>6} "
-          f"{'run':>8} {'glue':>6} {'search':>7} {'run/st':>7} "
-          f"{'srch/st':>7} {'srch%':>6} {'fullV':>7} {'topk+':>7} "
-          f"{'proj':>6} {'save%':>6}")
+          "step us (run/st, glue/st, srch/st), search share and the bare "
+          "output MatMul us per step (proj); greedy searches the full "
+          "log_probs in NumPy, beam uses the TopK head")
+    print(f"{'variant':8} {'thr':>4} {'method':6} {'B':>3} {'total':>8} "
+          f"{'enc':>6} {'run':>8} {'glue':>6} {'search':>7} {'run/st':>7} "
+          f"{'glue/st':>7} {'srch/st':>7} {'srch%':>6} {'proj':>6}")
     for e in entries:
         ms, per = e["ms"], e["per_step_us"]
-        print(f"{str(e['threads']):>7} {e['method']:6} {e['batch']:3d} "
-              f"{ms['total']:8.2f} {ms['encoder_run']:6.2f} "
+        threads = "pool" if e["threads"] is None else str(e["threads"])
+        print(f"{e['variant']:8} {threads:>4} {e['method']:6} "
+              f"{e['batch']:3d} {ms['total']:8.2f} {ms['encoder_run']:6.2f} "
               f"{ms['step_run']:8.2f} {ms['step_glue']:6.2f} "
               f"{ms['search']:7.2f} {per['step_run']:7.0f} "
-              f"{per['search']:7.0f} {100 * e['share']['search']:5.1f}% "
-              f"{e['full_vocabulary_numpy_us']:7.0f} "
-              f"{e['topk_probe']['topk_extra_us']:7.0f} "
-              f"{e['topk_probe']['projection_run_us']:6.0f} "
-              f"{100 * e['estimated_saving_share']:5.1f}%", flush=True)
+              f"{per['step_glue']:7.0f} {per['search']:7.0f} "
+              f"{100 * e['share']['search']:5.1f}% "
+              f"{e['projection_run_us']:6.0f}", flush=True)
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cells", default="lstm,gru")
     parser.add_argument("--repeats", type=int, default=None,
-                        help="timed calls per variant at batch 1 (default "
-                        "24; quick 4)")
+                        help="timed calls per variant at batch 1, and "
+                        "pairs of the TopK comparison (default 24; quick 4)")
     parser.add_argument("--batch-repeats", type=int, default=None,
-                        help="timed calls per variant at batch 32 (default "
-                        "12; quick 4)")
+                        help="the same at batch 32 (default 12; quick 4)")
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--stream-requests", type=int, default=None,
                         help="streaming requests timed (default 30; "
@@ -756,8 +804,8 @@ def main():
     parser.add_argument("--profile-repeats", type=int, default=None,
                         help="requests per profile (default 6; quick 2)")
     parser.add_argument("--probe-repeats", type=int, default=None,
-                        help="calls per NumPy/TopK probe at batch 1, a "
-                        "fifth at batch 32 (default 200; quick 10)")
+                        help="calls of the bare output MatMul at batch "
+                        "1, a fifth at batch 32 (default 200; quick 10)")
     parser.add_argument("--quick", action="store_true",
                         help="tiny sizes and few repeats: a smoke run")
     parser.add_argument("--out", default="artifacts/generation_speed.json")
@@ -796,6 +844,10 @@ def main():
             print_case(result["cell"], name, case, sizes, key="min_ms")
     for result in results:
         print_stream(result["cell"], result["stream"])
+    for result in results:
+        print_topk(result["cell"], result["topk"])
+    different = [f"{r['cell']} B {e['batch']}" for r in results
+                 for e in r["topk"] if not e["same_tokens"]]
     print(f"load average {load_before[0]:.2f} -> {load_after[0]:.2f}; "
           f"{elapsed:.0f} s")
     path = pathlib.Path(args.out)
@@ -825,6 +877,10 @@ def main():
         "results": results,
     }, indent=2) + "\n")
     print(f"wrote {path}")
+    if different:
+        print("error: beam search with and without the TopK head gave "
+              f"different tokens: {', '.join(different)}", file=sys.stderr)
+        sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -43,12 +43,13 @@ class Generator:
         directory: the export directory.
         providers: onnxruntime execution providers (default: CUDA when
             available, then CPU).
-        threads: onnxruntime intra-op threads per session (default 1:
-            a decoding step is a few small ops, and on 2 shared cores one
-            thread measured 2.5-3.5x faster than onnxruntime's default
-            pool, at batch 1 and 32, with 0.5 ms instead of 10-12 ms p99
-            gaps between streamed tokens, ``benchmarks/generation_speed.py``;
-            None: onnxruntime's default).
+        threads: onnxruntime intra-op threads per session (default 1,
+            for latency: on this project's 2 shared cores one thread kept
+            the p99 gap between streamed tokens at 0.5-0.8 ms against
+            4-12 ms with onnxruntime's pool, and was 2.5-3.5x faster on
+            a loaded machine; on an idle one the pool was up to 1.5x
+            faster for batch-32 beam search, ``benchmarks/
+            generation_speed.py``. None: onnxruntime's default pool).
         limits: the largest ``max_length``, ``beam_width``,
             ``num_samples`` and ``source_length`` a request may ask for
             (defaults: ``search.LIMITS`` and the model's
