@@ -14,9 +14,11 @@ this package never imports TensorFlow or Keras.
   JSON-over-HTTP server (``kerasrnn_serving.server``).
 """
 
-from kerasrnn_serving.generator import Generator
-from kerasrnn_serving.predictor import InputError
-from kerasrnn_serving.predictor import Predictor
-from kerasrnn_serving.predictor import read_manifest
+__version__ = "0.1.0"
+
+from kerasrnn_serving.generator import Generator  # noqa: E402
+from kerasrnn_serving.predictor import InputError  # noqa: E402
+from kerasrnn_serving.predictor import Predictor  # noqa: E402
+from kerasrnn_serving.predictor import read_manifest  # noqa: E402
 
 __all__ = ["Generator", "InputError", "Predictor", "read_manifest"]

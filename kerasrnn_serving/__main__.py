@@ -16,17 +16,21 @@ hypotheses with their scores (``--json``: the answer as JSON).
 """
 
 import argparse
+import dataclasses
 import json
+import logging
+import os
 import pathlib
 import sys
 
 import numpy as np
 
+from kerasrnn_serving.app import Limits
 from kerasrnn_serving.generator import Generator
 from kerasrnn_serving.predictor import InputError
 from kerasrnn_serving.predictor import Predictor
 from kerasrnn_serving.predictor import read_manifest
-from kerasrnn_serving.server import make_server
+from kerasrnn_serving.server import serve
 
 # --flag -> search option.
 SEARCH_FLAGS = {
@@ -70,9 +74,7 @@ def main(argv=None):
                                  metavar="NAME=FILE")
             command.add_argument("--output", help="write outputs (.npz)")
         if name == "serve":
-            command.add_argument("--host", default="127.0.0.1")
-            command.add_argument("--port", type=int, default=8000,
-                                 help="0 picks a free port")
+            _serve_arguments(command)
     args = parser.parse_args(argv)
     kind = read_manifest(args.directory).get("kind", "classifier")
     if kind == "classifier":
@@ -112,16 +114,48 @@ def main(argv=None):
             np.savez(args.output, **outputs)
             print(f"wrote {args.output}")
     else:
-        server = make_server(predictor, args.host, args.port)
-        host, port = server.server_address[:2]
-        print(f"serving on http://{host}:{port}", flush=True)
-        try:
-            server.serve_forever()
-        except KeyboardInterrupt:
-            pass
-        finally:
-            server.server_close()
+        return _serve(predictor, args)
     return 0
+
+
+def _serve_arguments(command):
+    defaults = Limits()
+    command.add_argument("--host", default="127.0.0.1",
+                         help="default: loopback only")
+    command.add_argument("--port", type=int, default=8000,
+                         help="0 picks a free port")
+    command.add_argument("--api-key", default=os.environ.get(
+        "KERASRNN_API_KEY"), help="required on every route but health "
+        "(default: $KERASRNN_API_KEY; none)")
+    for field in dataclasses.fields(Limits):
+        command.add_argument(
+            f"--{field.name.replace('_', '-')}", type=type(field.default),
+            default=getattr(defaults, field.name))
+    command.add_argument("--max-connections", type=int, default=1024)
+    command.add_argument("--keep-alive", type=int, default=5,
+                         help="seconds an idle connection stays open")
+    command.add_argument("--header-timeout", type=float, default=10.0,
+                         help="seconds to send a request head")
+    command.add_argument("--max-batch-rows", type=int, default=64)
+    command.add_argument("--max-delay-ms", type=float, default=2.0,
+                         help="how long a request waits for others to "
+                         "batch with")
+    command.add_argument("--access-log", action="store_true",
+                         help="one JSON line per request on stderr")
+
+
+def _serve(predictor, args):
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr,
+                        format="%(message)s")
+    limits = Limits(**{field.name: getattr(args, field.name)
+                       for field in dataclasses.fields(Limits)})
+    return serve(
+        predictor, args.host, args.port, limits=limits,
+        api_key=args.api_key, max_connections=args.max_connections,
+        keep_alive=args.keep_alive, header_timeout=args.header_timeout,
+        max_batch_rows=args.max_batch_rows,
+        max_delay=args.max_delay_ms / 1e3, access_log=args.access_log,
+    )
 
 
 def _generate(generator, args):

@@ -110,6 +110,7 @@ class Generator:
                        "vocabulary_size": self.vocabulary_size,
                        **(limits or {})}
         self._codecs = {}
+        self.step_batcher = None
 
     def __repr__(self):
         return (f"Generator({self.kind} '{self.manifest['model_name']}', "
@@ -168,7 +169,24 @@ class Generator:
         feeds = {"token_ids": np.asarray(token_ids, np.int32),
                  "top_k": np.array([count], np.int64),
                  "forbid_end": np.array(bool(forbid_end)), **state}
+        if self.step_batcher is not None:
+            return self.step_batcher.step(feeds, outputs)
         return dict(zip(outputs, self._step_session.run(outputs, feeds)))
+
+    def batch_steps(self, observe=None):
+        """From now on, concurrent searches share each ``session.run``
+        (``batching.StepBatcher``: continuous batching across requests,
+        for a server that runs each request in its own thread)."""
+        from kerasrnn_serving.batching import StepBatcher
+
+        padded = {}
+        for entry in self.state_entries:
+            if entry["constant"] and "source_time" in entry["shape"]:
+                fill = False if entry["dtype"] == "bool" else 0.0
+                padded[entry["name"]] = (
+                    entry["shape"].index("source_time"), fill)
+        self.step_batcher = StepBatcher(self._step_session, padded,
+                                        observe=observe)
 
     def _new_state(self, state, values):
         new_state = dict(state)

@@ -1,186 +1,65 @@
-"""A small JSON-over-HTTP server for a ``Predictor`` or a ``Generator``
-(standard library only).
+"""Serving over HTTP: uvicorn runs the ASGI app of
+``kerasrnn_serving.app`` (Starlette) for a ``Predictor`` or a
+``Generator``.
 
     python -m kerasrnn_serving serve artifacts/model --port 8000
 
-Endpoints:
+Why this stack: uvicorn (with h11) and Starlette are the maintained,
+widely deployed ASGI server and toolkit; one event loop holds thousands
+of idle or slow connections at the cost of a socket each (the previous
+stdlib server pinned a thread per connection), HTTP/1.1 keep-alive,
+``Expect: 100-continue`` and pipelining come from h11, and SIGTERM is a
+graceful shutdown (stop accepting, finish what was accepted, exit 0).
+What uvicorn lacks, this module adds: a timeout on the request head (a
+client that opens a connection and sends nothing, or half a header, is
+closed after ``header_timeout`` seconds), and the port-0 banner.
 
-* ``GET /health``: ``{"status": "ok", "model": ..., "provider": ...}``.
-* ``GET /v1/metadata``: a classifier's inputs and outputs (from the
-  manifest); a generation model's methods, their options and defaults,
-  the limits, special ids and vocabulary sizes (``Generator.metadata``).
-* ``POST /v1/predict`` (classifiers) with ``{"inputs": {name: nested
-  lists}, "lengths": {name: [ints]}}`` (``lengths`` optional; ``inputs``
-  may be the nested list itself for a one-input model) -> ``{"outputs":
-  {name: nested lists}}``.
-* ``POST /v1/generate`` (seq2seq and language models) with ``{"texts":
-  [str, ...]}`` or ``{"ids": [[int, ...], ...]}``, ``"method"``
-  (``"greedy"``, ``"sample"``, ``"beam"``), ``"max_length"``, the
-  method's options (``beam_width``, ``length_penalty_weight``,
-  ``num_return``, ``min_length``, ``temperature``, ``top_k``, ``top_p``,
-  ``seed``, ``num_samples``), ``"unknown"`` (``"map"`` unknown tokens to
-  the unknown id, or ``"error"``), ``"attention": true`` (a seq2seq
-  model's attention weights for each hypothesis) -> ``{"results": [{"text",
-  "hypotheses": [{"text", "ids", "score", "log_prob", "length",
-  "attention"?}]}]}``. With ``"stream": true`` (one text) the answer is
-  server-sent events (``text/event-stream``): one ``data: {"index", "id",
-  "text"}`` event per decoded token, then ``event: done`` with the whole
-  answer; a client that disconnects stops its decoding.
+The request formats (``/v1/predict``, ``/v1/generate``) are parsed here;
+routes, limits, batching and protocols are ``kerasrnn_serving.app``.
 
-A bad request gets status 400 and ``{"error": message}`` naming the input;
-the server keeps serving. JSON numbers carry no dtype, so integers are
-accepted for float inputs; everything else is checked as in ``Predictor``.
+``POST /v1/generate`` takes ``{"texts": [str, ...]}`` or ``{"ids": [[int,
+...], ...]}``, ``"method"`` (``"greedy"``, ``"sample"``, ``"beam"``),
+``"max_length"``, the method's options (``beam_width``,
+``length_penalty_weight``, ``num_return``, ``min_length``, ``temperature``,
+``top_k``, ``top_p``, ``seed``, ``num_samples``), ``"unknown"`` (``"map"``
+unknown tokens to the unknown id, or ``"error"``), ``"attention": true``
+(a seq2seq model's attention weights for each hypothesis) and, for a
+language model, ``"stop_at_eos"`` -> ``{"results": [{"text",
+"hypotheses": [{"text", "ids", "score", "log_prob", "length",
+"attention"?}]}]}``. With ``"stream": true`` (one text) the answer is
+server-sent events: one ``data: {"index", "id", "text"}`` event per
+decoded token, then ``event: done`` with the whole answer.
+
+``POST /v1/predict`` takes ``{"inputs": {name: nested lists}, "lengths":
+{name: [ints]}}`` -> ``{"outputs": {name: nested lists}}``.
 """
 
-import http.server
+import contextlib
+import ipaddress
 import json
+import logging
+import socket
+import threading
+import time
 
+import h11
 import numpy as np
+import uvicorn
+from uvicorn.protocols.http.h11_impl import H11Protocol
 
-from kerasrnn_serving.generator import Generator
+from kerasrnn_serving.app import Limits
+from kerasrnn_serving.app import make_app
 from kerasrnn_serving.predictor import InputError
 
-MAX_BODY_BYTES = 64 * 2**20
 # The keys a /v1/generate request may hold besides the search options.
 GENERATE_KEYS = {"texts", "ids", "method", "max_length", "unknown",
                  "stream", "attention", "stop_at_eos"}
+HEADER_TIMEOUT = 10.0
+# The largest request head (request line and headers) h11 accepts.
+HEAD_BYTES = 16 * 1024
 
 
-class _Handler(http.server.BaseHTTPRequestHandler):
-    predictor = None
-    quiet = True
-
-    def do_GET(self):
-        predictor = self.predictor
-        if self.path == "/health":
-            self._reply(200, {
-                "status": "ok",
-                "model": predictor.manifest["model_name"],
-                "provider": predictor.provider,
-            })
-        elif self.path == "/v1/metadata":
-            if isinstance(predictor, Generator):
-                self._reply(200, predictor.metadata())
-                return
-            self._reply(200, {
-                "model": predictor.manifest["model_name"],
-                "provider": predictor.provider,
-                "inputs": predictor.manifest["inputs"],
-                "outputs": predictor.manifest["outputs"],
-            })
-        else:
-            self._reply(404, {"error": f"No route {self.path}; use "
-                                       "/health, /v1/metadata or POST "
-                                       f"{self._route}."})
-
-    @property
-    def _route(self):
-        if isinstance(self.predictor, Generator):
-            return "/v1/generate"
-        return "/v1/predict"
-
-    def do_POST(self):
-        if self.path != self._route:
-            self._reply(404, {"error": f"No route {self.path}; POST to "
-                                       f"{self._route}."})
-            return
-        if self._route == "/v1/generate":
-            self._generate()
-            return
-        try:
-            request = self._read_json()
-            inputs, lengths = _parse(self.predictor, request)
-            outputs = self.predictor.predict(inputs, lengths)
-        except InputError as error:
-            self._reply(400, {"error": str(error)})
-            return
-        except Exception as error:  # noqa: BLE001 - keep serving
-            self._reply(500, {"error": f"{type(error).__name__}: {error}"})
-            return
-        self._reply(200, {"outputs": {name: value.tolist() for name, value
-                                      in outputs.items()}})
-
-    def _generate(self):
-        generator = self.predictor
-        try:
-            request = self._read_json()
-            run, stream, attention = _generation_request(generator,
-                                                         request)
-            if stream:
-                events = run()
-                first = next(events)   # bad input fails before the headers
-            else:
-                results = run()
-                if attention:
-                    _add_attention(generator, request, results)
-        except InputError as error:
-            self._reply(400, {"error": str(error)})
-            return
-        except Exception as error:  # noqa: BLE001 - keep serving
-            self._reply(500, {"error": f"{type(error).__name__}: {error}"})
-            return
-        if not stream:
-            self._reply(200, {"results": results})
-            return
-        self._stream([first], events)
-
-    def _stream(self, ready, events):
-        """Writes server-sent events until the last; a client that went
-        away closes ``events``, which stops the decoding."""
-        self.send_response(200)
-        self.send_header("Content-Type", "text/event-stream")
-        self.send_header("Cache-Control", "no-cache")
-        self.send_header("Connection", "close")
-        self.end_headers()
-        try:
-            for event in _chain(ready, events):
-                kind = "event: done\n" if event.get("done") else ""
-                self.wfile.write(
-                    f"{kind}data: {json.dumps(event)}\n\n".encode()
-                )
-                self.wfile.flush()
-        except (BrokenPipeError, ConnectionResetError):
-            self.close_connection = True
-        finally:
-            events.close()
-
-    def _read_json(self):
-        declared = self.headers.get("Content-Length") or "0"
-        if not (declared.isascii() and declared.isdigit()):
-            raise InputError("Content-Length must be a non-negative "
-                             f"integer. Received: {declared[:40]!r}")
-        size = int(declared)
-        if size <= 0:
-            raise InputError("The request has no body: send JSON "
-                             '{"inputs": {...}}.')
-        if size > MAX_BODY_BYTES:
-            raise InputError(f"The request body exceeds {MAX_BODY_BYTES} "
-                             "bytes; split the batch.")
-        try:
-            return json.loads(self.rfile.read(size))
-        except (UnicodeDecodeError, json.JSONDecodeError) as error:
-            raise InputError(f"The request body is not JSON: {error}") \
-                from None
-
-    def _reply(self, status, payload):
-        body = json.dumps(payload).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, format, *args):
-        if not self.quiet:
-            super().log_message(format, *args)
-
-
-def _chain(ready, events):
-    yield from ready
-    yield from events
-
-
-def _generation_request(generator, request):
+def generation_request(generator, request):
     """``(run, stream, attention)`` for a checked /v1/generate body:
     ``run()`` answers it (with ``stream``, an iterator of events)."""
     if not isinstance(request, dict):
@@ -244,7 +123,7 @@ def _has_text(generator):
     return generator.manifest["vocabularies"].get(side) is not None
 
 
-def _add_attention(generator, request, results):
+def add_attention(generator, request, results):
     if "texts" in request:
         texts = request["texts"]
         sources = generator.encode_texts(
@@ -266,12 +145,10 @@ def _flag(request, name):
     return value
 
 
-def _parse(predictor, request):
-    """``(inputs, lengths)`` from a decoded request body."""
-    if not isinstance(request, dict) or "inputs" not in request:
-        raise InputError('The request must be a JSON object with "inputs" '
-                         '(and optionally "lengths").')
-    inputs = request["inputs"]
+def parse_inputs(predictor, inputs, lengths):
+    """``(inputs, lengths)`` of a /v1/predict body for
+    ``Predictor.prepare``: ``inputs`` is ``{name: nested lists}`` or, for a
+    one-input model, the nested list itself."""
     if isinstance(inputs, dict):
         inputs = {name: _array(predictor, name, value)
                   for name, value in inputs.items()}
@@ -281,7 +158,6 @@ def _parse(predictor, request):
     else:
         raise InputError(f'"inputs" must map the names '
                          f"{sorted(predictor.inputs)} to arrays.")
-    lengths = request.get("lengths")
     if lengths is not None and isinstance(lengths, dict):
         lengths = {name: np.asarray(value) for name, value in
                    lengths.items()}
@@ -307,11 +183,159 @@ def _array(predictor, name, value):
     return array
 
 
-def make_server(predictor, host="127.0.0.1", port=0, quiet=True):
-    """A ``ThreadingHTTPServer`` serving ``predictor`` (a ``Predictor`` or
-    a ``Generator``; ``port=0``: any free port; read it from
-    ``server.server_address``)."""
-    handler = type("Handler", (_Handler,), {"predictor": predictor,
-                                            "quiet": quiet})
-    return http.server.ThreadingHTTPServer((host, port), handler)
+def _array(predictor, name, value):
+    """A JSON value as an array; integers become floats for float inputs."""
+    entry = predictor.inputs.get(name)
+    try:
+        array = np.asarray(value)
+    except ValueError:
+        return value  # ragged: the predictor pads or explains
+    if array.dtype == object or array.dtype.kind in "USV":
+        raise InputError(f"Input '{name}' must hold numbers. Received "
+                         f"{array.dtype} values.")
+    if entry is not None and entry["dtype"] == "float32" and (
+        array.dtype.kind in "iu"
+    ):
+        array = array.astype(np.float32)
+    return array
+
+
+class GuardedH11Protocol(H11Protocol):
+    """uvicorn's HTTP/1.1 protocol with a deadline on the request head:
+    a connection that has not sent a complete request head within
+    ``header_timeout`` seconds of opening (or of its previous answer) is
+    closed, so idle and slowloris sockets cannot pile up."""
+
+    header_timeout = HEADER_TIMEOUT
+
+    def connection_made(self, transport):
+        super().connection_made(transport)
+        self._arm_head_deadline()
+
+    def on_response_complete(self):
+        super().on_response_complete()
+        self._arm_head_deadline()
+
+    def _arm_head_deadline(self):
+        self._head_deadline = self.loop.call_later(
+            self.header_timeout, self._head_deadline_passed)
+
+    def _head_deadline_passed(self):
+        waiting = self.cycle is None or self.cycle.response_complete
+        if waiting and not self.transport.is_closing():
+            self.transport.close()
+
+    def send_400_response(self, msg):
+        """A request h11 cannot parse (a malformed head, a Content-Length
+        that is no number, a head over the size limit), answered as JSON
+        as every other error, the connection closed."""
+        body = json.dumps({
+            "error": f"{msg} (malformed request head: check the request "
+            "line, the headers and Content-Length; heads are limited to "
+            f"{HEAD_BYTES} bytes)", "kind": "bad_request",
+        }).encode()
+        headers = [(b"content-type", b"application/json"),
+                   (b"content-length", str(len(body)).encode()),
+                   (b"connection", b"close")]
+        output = self.conn.send(h11.Response(status_code=400,
+                                             headers=headers,
+                                             reason=b"Bad Request"))
+        self.transport.write(output)
+        self.transport.write(self.conn.send(h11.Data(data=body)))
+        self.transport.write(self.conn.send(h11.EndOfMessage()))
+        self.transport.close()
+
+    def connection_lost(self, exc):
+        deadline = getattr(self, "_head_deadline", None)
+        if deadline is not None:
+            deadline.cancel()
+        super().connection_lost(exc)
+
+
+def is_loopback(host):
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
+def config(model, host="127.0.0.1", port=0, limits=None, api_key=None,
+           max_connections=1024, keep_alive=5, header_timeout=None,
+           max_batch_rows=64, max_delay=0.002, access_log=False):
+    """The uvicorn ``Config`` and the bound socket for ``model`` (``port``
+    0: any free port, read it from the socket)."""
+    limits = limits or Limits()
+    loopback = is_loopback(host)
+    if not loopback:
+        logging.getLogger("kerasrnn_serving").warning(
+            "Serving on %s, which is not a loopback address: anyone who "
+            "can reach it can use the model%s.", host,
+            "" if api_key else " (no API key set: --api-key or "
+            "KERASRNN_API_KEY)")
+    app = make_app(model, limits, api_key=api_key, loopback=loopback,
+                   max_batch_rows=max_batch_rows, max_delay=max_delay)
+    protocol = type("Protocol", (GuardedH11Protocol,), {
+        "header_timeout": header_timeout or HEADER_TIMEOUT})
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    settings = uvicorn.Config(
+        app, http=protocol, lifespan="on", server_header=False,
+        limit_concurrency=max_connections, timeout_keep_alive=keep_alive,
+        timeout_graceful_shutdown=int(limits.request_timeout) + 5,
+        h11_max_incomplete_event_size=HEAD_BYTES, access_log=False,
+        log_level="warning",
+    )
+    logging.getLogger("kerasrnn_serving.access").setLevel(
+        logging.INFO if access_log else logging.WARNING)
+    return settings, sock
+
+
+class _Server(uvicorn.Server):
+    """uvicorn's server that says where it serves once it does (the
+    model warmed up, the socket accepting)."""
+
+    banner = None
+
+    async def startup(self, sockets=None):
+        await super().startup(sockets=sockets)
+        if self.banner and self.started:
+            print(self.banner, flush=True)
+
+
+def serve(model, host="127.0.0.1", port=8000, banner=True, **options):
+    """Serves ``model`` until SIGTERM or Ctrl-C (graceful: the requests
+    accepted are answered first, then exit 0); prints ``serving on
+    http://HOST:PORT`` once it answers requests."""
+    settings, sock = config(model, host, port, **options)
+    server = _Server(settings)
+    address = sock.getsockname()
+    if banner:
+        shown = f"[{address[0]}]" if ":" in address[0] else address[0]
+        server.banner = f"serving on http://{shown}:{address[1]}"
+    server.run(sockets=[sock])
+    return 0
+
+
+@contextlib.contextmanager
+def running(model, host="127.0.0.1", **options):
+    """Serves ``model`` on a free port in a background thread (tests,
+    notebooks); yields the base URL and stops the server on exit."""
+    settings, sock = config(model, host, 0, **options)
+    server = uvicorn.Server(settings)
+    thread = threading.Thread(target=server.run,
+                              kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 60
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError("the server did not start")
+        time.sleep(0.01)
+    port = sock.getsockname()[1]
+    try:
+        yield f"http://{host}:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
 

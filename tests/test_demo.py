@@ -28,4 +28,4 @@ def test_demo(tmp_path):
     assert '  -> 400 {"error": "`beam_width` must be an integer in' in out
     assert '  data: {"index": 0, "id": ' in out
     assert "  event: done" in out
-    assert 'GET /health -> 200 {"status": "ok"' in out
+    assert 'GET /health -> 200 {"status":"ok"' in out

@@ -25,5 +25,5 @@ def test_quickstart_demo(tmp_path):
     assert "  -> 200 {\"outputs\": {\"logits\": [[" in out
     assert ("  -> 400 {\"error\": \"Input 'tokens' holds token id 12"
             in out)
-    assert 'GET /health -> 200 {"status": "ok"' in out
+    assert 'GET /health -> 200 {"status":"ok"' in out
     assert (tmp_path / "onnx" / "model.int8.onnx").exists()

@@ -7,6 +7,8 @@
   ``serving_default`` signature takes and returns named tensors.
 * ``quantize_onnx(directory)``: int8 dynamic quantization of that model,
   with the change in outputs it causes.
+* ``to_triton(model, repository)``: a Triton Inference Server model
+  repository (``config.pbtxt`` per model; generation by BLS).
 
 Serve the result with the TensorFlow-free ``kerasrnn_serving`` package
 (numpy and onnxruntime only).
@@ -18,6 +20,7 @@ from kerasrnn.export.onnx import supported_layers
 from kerasrnn.export.onnx import to_onnx
 from kerasrnn.export.quantize import quantize_onnx
 from kerasrnn.export.saved_model import to_saved_model
+from kerasrnn.export.triton import to_triton
 
 __all__ = [
     "build_onnx",
@@ -26,4 +29,5 @@ __all__ = [
     "supported_layers",
     "to_onnx",
     "to_saved_model",
+    "to_triton",
 ]
