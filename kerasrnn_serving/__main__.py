@@ -76,12 +76,19 @@ def main(argv=None):
         if name == "serve":
             _serve_arguments(command)
     args = parser.parse_args(argv)
-    kind = read_manifest(args.directory).get("kind", "classifier")
-    if kind == "classifier":
-        predictor = Predictor(args.directory, batch_size=args.batch_size,
-                              quantized=args.quantized, threads=args.threads)
-    else:
-        predictor = Generator(args.directory, threads=args.threads or 1)
+    try:
+        kind = read_manifest(args.directory).get("kind", "classifier")
+        if kind == "classifier":
+            predictor = Predictor(args.directory,
+                                  batch_size=args.batch_size,
+                                  quantized=args.quantized,
+                                  threads=args.threads)
+        else:
+            predictor = Generator(args.directory, threads=args.threads or 1)
+    except (OSError, ValueError) as error:
+        # One line: which file, and what is wrong with it.
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     print(f"{kind} '{predictor.manifest['model_name']}' on "
           f"{predictor.provider}; tensorflow imported: "
           f"{'tensorflow' in sys.modules}", flush=True)

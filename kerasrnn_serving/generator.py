@@ -30,6 +30,7 @@ from kerasrnn_serving import search
 from kerasrnn_serving.predictor import CPU
 from kerasrnn_serving.predictor import CUDA
 from kerasrnn_serving.predictor import InputError
+from kerasrnn_serving.predictor import check_graph
 from kerasrnn_serving.predictor import read_manifest
 
 KINDS = ("seq2seq", "language_model")
@@ -91,6 +92,11 @@ class Generator:
                                                providers=providers)
             for name, graph in graphs.items()
         }
+        for name, session in self.sessions.items():
+            described = manifest["graphs"][name]
+            check_graph(f"manifest of {manifest['model_name']!r}",
+                        described["file"], session, described["inputs"],
+                        described["outputs"])
         self.provider = next(iter(self.sessions.values())).get_providers()[0]
         self.state_entries = manifest["state"]
         self.constant = tuple(e["name"] for e in self.state_entries

@@ -89,6 +89,10 @@ class Predictor:
         )
         # onnxruntime falls back to CPU when CUDA cannot start: ask it.
         self.provider = self.session.get_providers()[0]
+        check_graph(self.directory / MANIFEST_FILE, model_file, self.session,
+                    self.manifest["inputs"], self.manifest["outputs"])
+        check_vocabulary(self.directory / MANIFEST_FILE,
+                         self.directory / model_file, self.manifest["inputs"])
         self.inputs = {e["name"]: e for e in self.manifest["inputs"]}
         self.outputs = [e["name"] for e in self.manifest["outputs"]]
 
@@ -187,6 +191,82 @@ class Predictor:
             f"The model takes {sorted(self.inputs)}: pass `{argument}` as a "
             "dict {name: array}."
         )
+
+
+class ManifestError(ValueError):
+    """A manifest that contradicts its graph (or is not a manifest)."""
+
+
+# onnxruntime's type strings -> the manifest's dtypes.
+_ORT_DTYPES = {"tensor(float)": "float32", "tensor(int32)": "int32",
+               "tensor(int64)": "int64", "tensor(bool)": "bool"}
+
+
+def check_graph(manifest_path, graph_file, session, inputs, outputs):
+    """Refuses a manifest whose inputs or outputs (names, dtypes, ranks,
+    fixed sizes) are not the graph's: one line naming the file and the
+    mismatch, at start-up rather than a 500 on every request."""
+    where = f"{manifest_path} (for {graph_file})"
+    for kind, entries, tensors in (
+        ("input", inputs, session.get_inputs()),
+        ("output", outputs, session.get_outputs()),
+    ):
+        graph = {tensor.name: tensor for tensor in tensors}
+        named = [entry["name"] for entry in entries]
+        if sorted(named) != sorted(graph):
+            raise ManifestError(
+                f"{where}: the manifest lists {kind}s {sorted(named)}, the "
+                f"graph has {sorted(graph)}."
+            )
+        for entry in entries:
+            tensor = graph[entry["name"]]
+            dtype = _ORT_DTYPES.get(tensor.type, tensor.type)
+            if dtype != entry["dtype"]:
+                raise ManifestError(
+                    f"{where}: {kind} '{entry['name']}' is {entry['dtype']} "
+                    f"in the manifest, {dtype} in the graph."
+                )
+            shape = list(tensor.shape)
+            if len(shape) != len(entry["shape"]) or any(
+                isinstance(ours, int) and isinstance(theirs, int)
+                and ours != theirs
+                for ours, theirs in zip(entry["shape"], shape)
+            ):
+                raise ManifestError(
+                    f"{where}: {kind} '{entry['name']}' has shape "
+                    f"{entry['shape']} in the manifest, {shape} in the graph."
+                )
+
+
+def check_vocabulary(manifest_path, graph_path, inputs):
+    """Refuses a manifest whose ``vocabulary_size`` for a token input is
+    not the number of rows of the embedding table the input indexes (read
+    with the ``onnx`` package when it is installed; without it this check
+    is skipped)."""
+    try:
+        import onnx
+        from onnx import numpy_helper
+    except ImportError:
+        return
+    sized = {e["name"]: e["vocabulary_size"] for e in inputs
+             if "vocabulary_size" in e}
+    if not sized:
+        return
+    model = onnx.load(str(graph_path), load_external_data=False)
+    tables = {init.name: init for init in model.graph.initializer}
+    for node in model.graph.node:
+        if node.op_type != "Gather" or len(node.input) != 2:
+            continue
+        table, indices = node.input
+        if indices in sized and table in tables:
+            rows = numpy_helper.to_array(tables[table]).shape[0]
+            if rows != sized[indices]:
+                raise ManifestError(
+                    f"{manifest_path}: input '{indices}' has "
+                    f"vocabulary_size {sized[indices]} in the manifest, but "
+                    f"its embedding table in {graph_path.name} has {rows} "
+                    "rows."
+                )
 
 
 def read_manifest(directory):
