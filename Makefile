@@ -14,5 +14,17 @@ $(VENV)/.installed: pyproject.toml
 demo: $(VENV)/.installed
 	$(PY) examples/demo.py
 
-test: $(VENV)/.installed
-	$(PY) -m pytest -n 2 -q
+# A real Triton Inference Server for tests/test_export_triton.py: the
+# tritonserver bundled in nvidia-pytriton (Linux x86_64; Python backend
+# only; its Python needs numpy < 2, so it lives in its own venv). Where it
+# cannot be installed, the test says so and is skipped.
+TRITON_VENV ?= .triton-venv
+$(TRITON_VENV)/.installed:
+	python3 -m venv $(TRITON_VENV) && \
+	$(TRITON_VENV)/bin/pip install --quiet "nvidia-pytriton==0.7.0" \
+		"onnxruntime>=1.18" "numpy<2" && touch $@ || \
+	echo "nvidia-pytriton could not be installed: no real-Triton test"
+
+test: $(VENV)/.installed $(TRITON_VENV)/.installed
+	KERASRNN_TRITON_PYTHON=$(abspath $(TRITON_VENV))/bin/python \
+		$(PY) -m pytest -n 2 -q
