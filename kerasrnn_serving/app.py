@@ -34,6 +34,7 @@ import dataclasses
 import hmac
 import json
 import logging
+import re
 import time
 import uuid
 
@@ -57,6 +58,9 @@ NUMPY_OF_V2 = {"FP32": "float32", "FP64": "float64", "INT32": "int32",
                "INT64": "int64", "BOOL": "bool", "INT8": "int8",
                "INT16": "int16", "UINT8": "uint8", "FP16": "float16"}
 ECHO = 200   # characters of a request an error message may quote
+# The largest request head (request line and headers), and header count.
+HEAD_BYTES = 16 * 1024
+MAX_HEADERS = 100
 
 
 @dataclasses.dataclass
@@ -80,9 +84,19 @@ class Limits:
 
 class HTTPError(Exception):
     def __init__(self, status, message, kind="bad_request", headers=None):
+        message = clip(message)
         super().__init__(message)
         self.status, self.message, self.kind = status, message, kind
         self.headers = headers or {}
+
+
+def clip(message):
+    """``message`` with every run of more than ``ECHO`` characters without
+    a space cut to ``ECHO`` (a quoted request value never comes back
+    whole), and lone surrogates escaped (they cannot be UTF-8)."""
+    message = re.sub(r"\S{%d,}" % (ECHO + 1),
+                     lambda match: match.group(0)[:ECHO] + "...", message)
+    return message.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def make_app(model, limits=None, api_key=None, loopback=True,
@@ -118,7 +132,8 @@ def make_app(model, limits=None, api_key=None, loopback=True,
     app = Starlette(routes=routes, lifespan=state.lifespan,
                     exception_handlers={404: state.not_found,
                                         405: state.not_allowed,
-                                        HTTPError: state.error_answer})
+                                        HTTPError: state.error_answer,
+                                        Exception: state.internal_error})
     app.state.serving = state
     return _Guard(app, state)
 
@@ -254,6 +269,14 @@ class _State:
         return JSONResponse({"error": error.message, "kind": error.kind},
                             status_code=error.status, headers=error.headers)
 
+    async def internal_error(self, request, error):
+        """An unexpected exception, as JSON with the request id (Starlette
+        re-raises it afterwards; the guard logs it)."""
+        request_id = request.scope.get("request_id", "?")
+        return await self.error_answer(request, HTTPError(
+            500, f"Internal error ({type(error).__name__}); request id "
+            f"{request_id}.", "internal"))
+
     async def not_found(self, request, error):
         return await self.error_answer(request, HTTPError(
             404, f"No route {request.url.path[:ECHO]}; see /openapi.json "
@@ -283,7 +306,7 @@ class _State:
             inputs, lengths = parse_inputs(self.model, inputs, lengths)
             feeds = self.model.prepare(inputs, lengths)
         except InputError as error:
-            raise HTTPError(400, str(error)[:4 * ECHO], "invalid_input") \
+            raise HTTPError(400, str(error), "invalid_input") \
                 from None
         self._check_size(feeds)
         return feeds
@@ -349,7 +372,7 @@ class _State:
         try:
             run, stream, attention = generation_request(self.model, body)
         except InputError as error:
-            raise HTTPError(400, str(error)[:4 * ECHO], "invalid_input") \
+            raise HTTPError(400, str(error), "invalid_input") \
                 from None
         if stream:
             return await self._stream(request, run)
@@ -386,7 +409,7 @@ class _State:
         try:
             results = task.result()
         except InputError as error:
-            raise HTTPError(400, str(error)[:4 * ECHO], "invalid_input") \
+            raise HTTPError(400, str(error), "invalid_input") \
                 from None
         return JSONResponse({"results": results})
 
@@ -407,7 +430,7 @@ class _State:
         try:
             first = await loop.run_in_executor(None, next_event)
         except InputError as error:
-            raise HTTPError(400, str(error)[:4 * ECHO], "invalid_input") \
+            raise HTTPError(400, str(error), "invalid_input") \
                 from None
         return _EventStream(first, next_event, events, cancelled, self)
 
@@ -455,7 +478,7 @@ class _State:
         names = wanted or list(outputs)
         unknown = sorted(set(names) - set(outputs))
         if unknown:
-            raise HTTPError(400, f"Unknown output(s) {unknown[:10]}; the "
+            raise HTTPError(400, f"Unknown output(s) {unknown[:3]}; the "
                             f"model gives {sorted(outputs)}.",
                             "invalid_request")
         answer = {
@@ -596,8 +619,11 @@ def _v2_inputs(model, body):
             raise HTTPError(400, f"inputs[{index}] needs name, shape, "
                             "datatype and data.", "invalid_request")
         name, shape = tensor["name"], tensor["shape"]
+        if not isinstance(name, str):
+            raise HTTPError(400, f"inputs[{index}]: name must be a string.",
+                            "invalid_request")
         dtype = NUMPY_OF_V2.get(tensor["datatype"])
-        if not isinstance(name, str) or dtype is None:
+        if dtype is None:
             raise HTTPError(400, f"inputs[{index}]: datatype must be one of "
                             f"{sorted(NUMPY_OF_V2)}.", "invalid_request")
         if not isinstance(shape, list) or not all(
@@ -627,8 +653,12 @@ def _v2_inputs(model, body):
                             "invalid_request")
         wanted = [o["name"] for o in outputs]
     request_id = body.get("id")
-    if request_id is not None and not isinstance(request_id, str):
-        raise HTTPError(400, '"id" must be a string.', "invalid_request")
+    if request_id is not None and (
+        not isinstance(request_id, str) or len(request_id) > ECHO
+        or request_id != clip(request_id)
+    ):
+        raise HTTPError(400, f'"id" must be a string of at most {ECHO} '
+                        "characters (valid Unicode).", "invalid_request")
     return inputs, wanted, request_id
 
 
@@ -667,14 +697,17 @@ class _Guard:
         headers = {k.decode("latin-1").lower(): v.decode("latin-1")
                    for k, v in scope["headers"]}
         request_id = headers.get("x-request-id", "")[:64] or uuid.uuid4().hex
+        scope["request_id"] = request_id
         path = scope["path"]
         route = _route_label(path)
         status = [500]
         sent = [0]
+        answered = [False]
 
         async def send_with_id(message):
             if message["type"] == "http.response.start":
                 status[0] = message["status"]
+                answered[0] = True
                 message = dict(message, headers=list(message.get(
                     "headers", [])) + [
                     (b"x-request-id", request_id.encode("latin-1")),
@@ -707,9 +740,10 @@ class _Guard:
             state.metrics.errors.labels("internal").inc()
             logging.getLogger("kerasrnn_serving").exception(
                 "request %s failed", request_id)
-            await _error(send_with_id, HTTPError(
-                500, f"Internal error ({type(error).__name__}); request id "
-                f"{request_id}.", "internal"))
+            if not answered[0]:   # nothing answered yet
+                await _error(send_with_id, HTTPError(
+                    500, f"Internal error ({type(error).__name__}); request "
+                    f"id {request_id}.", "internal"))
         finally:
             if counted:
                 state.in_flight -= 1
@@ -726,8 +760,15 @@ class _Guard:
 
     def _check(self, scope, headers, path):
         state = self.state
+        head = len(scope.get("raw_path") or b"") + sum(
+            len(name) + len(value) + 4 for name, value in scope["headers"])
+        if head > HEAD_BYTES or len(scope["headers"]) > MAX_HEADERS:
+            raise HTTPError(431, f"The request head holds "
+                            f"{len(scope['headers'])} headers and {head} "
+                            f"bytes; the limits are {MAX_HEADERS} headers "
+                            f"and {HEAD_BYTES} bytes.", "head_too_large")
         if state.loopback:
-            host = headers.get("host", "")
+            host = headers.get("host", "").lower()
             name = host.rsplit(":", 1)[0] if not host.startswith("[") else (
                 host.split("]")[0] + "]")
             if name not in LOOPBACK_HOSTS:
@@ -735,7 +776,7 @@ class _Guard:
                                 f"only; Host {host[:ECHO]!r} is refused.",
                                 "bad_host")
         if state.api_key is not None and path not in (
-            "/health", "/v2/health/live", "/v2/health/ready"
+            "/health", "/ready", "/v2/health/live", "/v2/health/ready"
         ):
             given = headers.get("x-api-key")
             authorization = headers.get("authorization", "")
@@ -750,7 +791,9 @@ class _Guard:
                                 headers={"WWW-Authenticate": "Bearer"})
         if scope["method"] == "POST":
             kind = headers.get("content-type", "").split(";")[0].strip()
-            if kind.lower() != "application/json":
+            # tritonclient's v2 requests carry no Content-Type at all.
+            v2_untyped = path.startswith("/v2/") and not kind
+            if kind.lower() != "application/json" and not v2_untyped:
                 raise HTTPError(415, "A POST body must be JSON (Content-Type:"
                                 f" application/json). Received: "
                                 f"{kind[:ECHO]!r}", "unsupported_media_type")
@@ -767,7 +810,8 @@ def _route_label(path):
 
 
 async def _error(send, error):
-    body = json.dumps({"error": error.message, "kind": error.kind}).encode()
+    body = json.dumps({"error": error.message, "kind": error.kind},
+                      ensure_ascii=True).encode()
     headers = [(b"content-type", b"application/json"),
                (b"content-length", str(len(body)).encode())]
     headers += [(k.lower().encode(), str(v).encode())
@@ -787,8 +831,17 @@ def openapi_description(state):
                     "type": "object"}}}},
         "400": {"description": "a request the model cannot take (the "
                 "message names the problem)"},
+        "401": {"description": "no or a wrong API key"},
+        "404": {"description": "no such route or model"},
+        "405": {"description": "method not allowed"},
+        "408": {"description": "the body came too slowly"},
+        "411": {"description": "no Content-Length"},
         "413": {"description": "over a limit"},
         "415": {"description": "not JSON"},
+        "421": {"description": "Host is not the loopback"},
+        "431": {"description": "request head too large"},
+        "503": {"description": "overloaded or not ready"},
+        "504": {"description": "over the request deadline"},
     }
     paths = {
         "/health": {"get": {"responses": {"200": answers["200"]}}},

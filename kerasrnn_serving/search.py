@@ -540,6 +540,13 @@ def _integer(values, name, low, high, allow_none=False):
     values[name] = int(value)
 
 
+def _finite(value):
+    try:
+        return bool(np.isfinite(float(value)))
+    except OverflowError:   # an int beyond any float
+        return False
+
+
 def _number(values, name, above, at_most, expected, allow_none=False,
             minimum_inclusive=None):
     value = values[name]
@@ -547,7 +554,7 @@ def _number(values, name, above, at_most, expected, allow_none=False,
         return
     if isinstance(value, bool) or not isinstance(
         value, (int, float, np.integer, np.floating)
-    ) or not np.isfinite(value):
+    ) or not _finite(value):
         raise OptionError(
             f"`{name}` must be a finite number {expected}. Received: "
             f"{name}={value!r}"

@@ -41,12 +41,14 @@ import logging
 import socket
 import threading
 import time
+import uuid
 
 import h11
 import numpy as np
 import uvicorn
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
+from kerasrnn_serving.app import HEAD_BYTES
 from kerasrnn_serving.app import Limits
 from kerasrnn_serving.app import make_app
 from kerasrnn_serving.predictor import InputError
@@ -55,8 +57,6 @@ from kerasrnn_serving.predictor import InputError
 GENERATE_KEYS = {"texts", "ids", "method", "max_length", "unknown",
                  "stream", "attention", "stop_at_eos"}
 HEADER_TIMEOUT = 10.0
-# The largest request head (request line and headers) h11 accepts.
-HEAD_BYTES = 16 * 1024
 
 
 def generation_request(generator, request):
@@ -158,29 +158,16 @@ def parse_inputs(predictor, inputs, lengths):
     else:
         raise InputError(f'"inputs" must map the names '
                          f"{sorted(predictor.inputs)} to arrays.")
-    if lengths is not None and isinstance(lengths, dict):
-        lengths = {name: np.asarray(value) for name, value in
-                   lengths.items()}
-    elif lengths is not None:
-        lengths = np.asarray(lengths)
-    return inputs, lengths
-
-
-def _array(predictor, name, value):
-    """A JSON value as an array; integers become floats for float inputs."""
-    entry = predictor.inputs.get(name)
     try:
-        array = np.asarray(value)
-    except ValueError:
-        return value  # ragged: the predictor pads or explains
-    if array.dtype == object or array.dtype.kind in "USV":
-        raise InputError(f"Input '{name}' must hold numbers. Received "
-                         f"{array.dtype} values.")
-    if entry is not None and entry["dtype"] == "float32" and (
-        array.dtype.kind in "iu"
-    ):
-        array = array.astype(np.float32)
-    return array
+        if lengths is not None and isinstance(lengths, dict):
+            lengths = {name: np.asarray(value) for name, value in
+                       lengths.items()}
+        elif lengths is not None:
+            lengths = np.asarray(lengths)
+    except (ValueError, TypeError, OverflowError):
+        raise InputError("`lengths` must hold one integer per row of each "
+                         "input.") from None
+    return inputs, lengths
 
 
 def _array(predictor, name, value):
@@ -236,7 +223,9 @@ class GuardedH11Protocol(H11Protocol):
         }).encode()
         headers = [(b"content-type", b"application/json"),
                    (b"content-length", str(len(body)).encode()),
-                   (b"connection", b"close")]
+                   (b"connection", b"close"),
+                   (b"server", b"kerasrnn-serving"),
+                   (b"x-request-id", uuid.uuid4().hex.encode())]
         output = self.conn.send(h11.Response(status_code=400,
                                              headers=headers,
                                              reason=b"Bad Request"))
