@@ -30,6 +30,7 @@ characters of the request.
 """
 
 import asyncio
+import contextlib
 import dataclasses
 import hmac
 import json
@@ -337,9 +338,31 @@ class _State:
                                 f"limit is {limits.max_cells} per request. "
                                 "Split it.", "too_large")
 
+    @contextlib.contextmanager
+    def admitted(self):
+        """Counts one request in flight (its body read, its model work
+        ahead), or refuses it with 503 at the limit: a slow client that is
+        still sending its body holds a socket, not a place."""
+        if self.in_flight >= self.limits.max_in_flight:
+            raise HTTPError(503, "The server is at its limit of "
+                            f"{self.limits.max_in_flight} requests in "
+                            "flight; retry shortly.", "overloaded",
+                            headers={"Retry-After": "1"})
+        self.in_flight += 1
+        self.metrics.in_flight.set(self.in_flight)
+        try:
+            yield
+        finally:
+            self.in_flight -= 1
+            self.metrics.in_flight.set(self.in_flight)
+
     async def _infer(self, request, feeds):
         """Runs ``feeds`` through the batcher, abandoning them when the
         client goes away or the deadline passes."""
+        with self.admitted():
+            return await self._infer_admitted(request, feeds)
+
+    async def _infer_admitted(self, request, feeds):
         work = asyncio.ensure_future(self.batcher.submit(feeds))
         watch = asyncio.ensure_future(_disconnected(request))
         try:
@@ -376,6 +399,11 @@ class _State:
                 from None
         if stream:
             return await self._stream(request, run)
+        with self.admitted():
+            return await self._generate_admitted(request, run, body,
+                                                 attention)
+
+    async def _generate_admitted(self, request, run, body, attention):
         cancelled = asyncio.Event()
 
         def work():
@@ -417,7 +445,13 @@ class _State:
         """Server-sent events, one per decoded token; the decoding stops
         when the client goes away or a send stalls."""
         loop = asyncio.get_running_loop()
-        events = run()
+        admission = self.admitted()
+        admission.__enter__()   # left when the stream ends (_EventStream)
+        try:
+            events = run()
+        except BaseException:
+            admission.__exit__(None, None, None)
+            raise
         cancelled = [False]
 
         def next_event():
@@ -430,9 +464,14 @@ class _State:
         try:
             first = await loop.run_in_executor(None, next_event)
         except InputError as error:
+            admission.__exit__(None, None, None)
             raise HTTPError(400, str(error), "invalid_input") \
                 from None
-        return _EventStream(first, next_event, events, cancelled, self)
+        except BaseException:
+            admission.__exit__(None, None, None)
+            raise
+        return _EventStream(first, next_event, events, cancelled, self,
+                            admission)
 
     # --- KServe v2 -----------------------------------------------------------
 
@@ -512,7 +551,9 @@ class _EventStream(Response):
 
     media_type = "text/event-stream"
 
-    def __init__(self, first, next_event, events, cancelled, state):
+    def __init__(self, first, next_event, events, cancelled, state,
+                 admission):
+        self.admission = admission
         self.background = None
         self.raw_headers = [(b"content-type", b"text/event-stream"),
                             (b"cache-control", b"no-cache")]
@@ -543,6 +584,7 @@ class _EventStream(Response):
             watch.cancel()
             self.cancelled[0] = True
             await loop.run_in_executor(None, self.events.close)
+            self.admission.__exit__(None, None, None)
 
 
 async def _disconnected(request):
@@ -716,20 +758,8 @@ class _Guard:
                 sent[0] += len(message.get("body", b""))
             await send(message)
 
-        counted = False
         try:
             self._check(scope, headers, path)
-            if path not in ("/health", "/ready", "/metrics",
-                            "/v2/health/live", "/v2/health/ready"):
-                if state.in_flight >= state.limits.max_in_flight:
-                    raise HTTPError(
-                        503, "The server is at its limit of "
-                        f"{state.limits.max_in_flight} requests in flight; "
-                        "retry shortly.", "overloaded",
-                        headers={"Retry-After": "1"})
-                state.in_flight += 1
-                state.metrics.in_flight.set(state.in_flight)
-                counted = True
             await self.app(scope, receive, send_with_id)
         except HTTPError as error:
             state.metrics.errors.labels(error.kind).inc()
@@ -745,9 +775,6 @@ class _Guard:
                     500, f"Internal error ({type(error).__name__}); request "
                     f"id {request_id}.", "internal"))
         finally:
-            if counted:
-                state.in_flight -= 1
-                state.metrics.in_flight.set(state.in_flight)
             seconds = time.perf_counter() - started
             state.metrics.requests.labels(route, str(status[0])).inc()
             state.metrics.latency.labels(route).observe(seconds)

@@ -38,6 +38,7 @@ import contextlib
 import ipaddress
 import json
 import logging
+import signal
 import socket
 import threading
 import time
@@ -204,11 +205,17 @@ class GuardedH11Protocol(H11Protocol):
         self._arm_head_deadline()
 
     def _arm_head_deadline(self):
+        previous = getattr(self, "_head_deadline", None)
+        if previous is not None:
+            previous.cancel()
+        self._armed_cycle = self.cycle
         self._head_deadline = self.loop.call_later(
             self.header_timeout, self._head_deadline_passed)
 
     def _head_deadline_passed(self):
-        waiting = self.cycle is None or self.cycle.response_complete
+        # Still no new request since the deadline was set: close.
+        waiting = self.cycle is self._armed_cycle and (
+            self.cycle is None or self.cycle.response_complete)
         if waiting and not self.transport.is_closing():
             self.transport.close()
 
@@ -283,9 +290,24 @@ def config(model, host="127.0.0.1", port=0, limits=None, api_key=None,
 
 class _Server(uvicorn.Server):
     """uvicorn's server that says where it serves once it does (the
-    model warmed up, the socket accepting)."""
+    model warmed up, the socket accepting), and exits 0 after a graceful
+    shutdown on SIGTERM or SIGINT (uvicorn re-raises the signal, so the
+    process would end "killed by SIGTERM")."""
 
     banner = None
+
+    @contextlib.contextmanager
+    def capture_signals(self):
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        previous = {number: signal.signal(number, self.handle_exit)
+                    for number in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield
+        finally:
+            for number, handler in previous.items():
+                signal.signal(number, handler)
 
     async def startup(self, sockets=None):
         await super().startup(sockets=sockets)
