@@ -30,6 +30,7 @@ characters of the request.
 """
 
 import asyncio
+import concurrent.futures
 import contextlib
 import dataclasses
 import hmac
@@ -185,6 +186,10 @@ class _State:
         self.max_batch_rows = max_batch_rows
         self.max_delay = max_delay
         self.name = model.manifest["model_name"]
+        # One thread per generation in flight: every search waits on the
+        # step batcher, so a smaller pool would cap how many share a step.
+        self.searches = concurrent.futures.ThreadPoolExecutor(
+            limits.max_in_flight + 1, thread_name_prefix="kerasrnn-search")
 
     # --- life cycle ----------------------------------------------------------
 
@@ -210,6 +215,7 @@ class _State:
         self.is_ready = False
         if self.batcher is not None:
             await self.batcher.stop()
+        self.searches.shutdown(wait=False, cancel_futures=True)
 
     def _observe(self, kind):
         def observe(rows, depth):
@@ -418,7 +424,8 @@ class _State:
             finally:
                 batching.request_context.cancelled = None
 
-        task = asyncio.ensure_future(asyncio.to_thread(work))
+        task = asyncio.ensure_future(asyncio.get_running_loop()
+                                     .run_in_executor(self.searches, work))
         watch = asyncio.ensure_future(_disconnected(request))
         try:
             done, _ = await asyncio.wait(
@@ -462,7 +469,7 @@ class _State:
                 batching.request_context.cancelled = None
 
         try:
-            first = await loop.run_in_executor(None, next_event)
+            first = await loop.run_in_executor(self.searches, next_event)
         except InputError as error:
             admission.__exit__(None, None, None)
             raise HTTPError(400, str(error), "invalid_input") \
@@ -576,14 +583,16 @@ class _EventStream(Response):
                     send({"type": "http.response.body", "body": chunk,
                           "more_body": True}),
                     self.state.limits.body_timeout)
-                event = await loop.run_in_executor(None, self.next_event)
+                event = await loop.run_in_executor(self.state.searches,
+                                                   self.next_event)
             await send({"type": "http.response.body", "body": b""})
         except (ClientDisconnect, OSError, asyncio.TimeoutError):
             self.state.metrics.cancelled.inc()
         finally:
             watch.cancel()
             self.cancelled[0] = True
-            await loop.run_in_executor(None, self.events.close)
+            await loop.run_in_executor(self.state.searches,
+                                       self.events.close)
             self.admission.__exit__(None, None, None)
 
 
