@@ -10,8 +10,8 @@ Routes (query strings are ignored; every answer is JSON unless noted):
   errors by kind.
 * ``GET /v1/metadata``; ``POST /v1/predict`` (classifiers) and ``POST
   /v1/generate`` (seq2seq and language models, ``"stream": true`` as
-  server-sent events), with the bodies described in ``kerasrnn_serving.
-  server``'s predecessor docs (kept unchanged, see the README).
+  server-sent events), with the bodies described in
+  ``kerasrnn_serving.server``.
 * Open Inference Protocol (KServe v2), for classifiers: ``GET /v2``,
   ``GET /v2/health/live``, ``GET /v2/health/ready``, ``GET
   /v2/models/{name}``, ``GET /v2/models/{name}/ready``, ``POST
