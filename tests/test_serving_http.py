@@ -1103,7 +1103,8 @@ def test_an_unexpected_error_is_json_with_the_request_id(exports):
     "kind": "internal"} with the request id; Starlette's own
     ServerErrorMiddleware answers first, in plain text, and the Guard's
     answer then fails (RuntimeError: response already completed)."""
-    import httpx
+    import urllib.error
+    import urllib.request
 
     from kerasrnn_serving.server import running
 
@@ -1117,14 +1118,21 @@ def test_an_unexpected_error_is_json_with_the_request_id(exports):
     predictor = serving.Predictor(exports["classifier"])
     with running(predictor) as url:
         predictor.session = Broken(predictor.session)
-        answer = httpx.post(url + "/v1/predict", json={"inputs": TOKENS},
-                            headers={"X-Request-ID": "broken-1"},
-                            timeout=30)
-    assert answer.status_code == 500
-    assert answer.headers["x-request-id"] == "broken-1"
-    assert answer.headers["content-type"] == "application/json", (
-        answer.headers["content-type"], answer.text)
-    body = answer.json()
+        request = urllib.request.Request(
+            url + "/v1/predict",
+            data=json.dumps({"inputs": TOKENS}).encode(),
+            headers={"X-Request-ID": "broken-1",
+                     "Content-Type": "application/json"})
+        try:
+            urllib.request.urlopen(request, timeout=30)
+            raise AssertionError("a broken session answered 200")
+        except urllib.error.HTTPError as error:
+            status, headers, text = error.code, error.headers, error.read()
+    assert status == 500
+    assert headers["x-request-id"] == "broken-1"
+    assert headers["content-type"] == "application/json", (
+        headers["content-type"], text)
+    body = json.loads(text)
     assert body["kind"] == "internal" and "broken-1" in body["error"]
 
 
