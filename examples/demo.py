@@ -20,7 +20,6 @@ request (server-sent events) and a bad one.
 
 import argparse
 import json
-import os
 import pathlib
 import subprocess
 import sys
@@ -37,13 +36,11 @@ from kerasrnn.models import default_optimizer
 from kerasrnn.models import text
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+from quickstart import IN_THIS_CHECKOUT  # noqa: E402
+from quickstart import post  # noqa: E402
+from quickstart import serving_command  # noqa: E402
 from seq2seq_dates import DAYS  # noqa: E402
 from seq2seq_dates import make_examples  # noqa: E402
-
-ROOT = pathlib.Path(__file__).resolve().parents[1]
-# Subprocesses run the kerasrnn_serving/ of this checkout, installed or not.
-IN_THIS_CHECKOUT = {"cwd": ROOT,
-                    "env": {**os.environ, "PYTHONPATH": str(ROOT)}}
 ASKED = ["the 21st of June, 2024", "Thursday, 3 May 1979", "03.05.1979"]
 
 
@@ -118,10 +115,6 @@ def main():
     ask_server(export_dir, test_x, keras_answers)
 
 
-def serving_command(*arguments):
-    return [sys.executable, "-m", "kerasrnn_serving", *map(str, arguments)]
-
-
 def ask_server(export_dir, test_x, keras_answers):
     print(f"\n$ python -m kerasrnn_serving serve {export_dir} --port 0")
     server = subprocess.Popen(
@@ -159,19 +152,6 @@ def ask_server(export_dir, test_x, keras_answers):
     finally:
         server.terminate()
         server.wait()
-
-
-def post(url, body):
-    """``(status, decoded JSON answer)`` of a JSON POST."""
-    request = urllib.request.Request(
-        url, data=json.dumps(body).encode(),
-        headers={"Content-Type": "application/json"},
-    )
-    try:
-        with urllib.request.urlopen(request) as response:
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as error:
-        return error.code, json.loads(error.read())
 
 
 def stream(url, body):

@@ -286,14 +286,8 @@ def _bridge(g, model, source, finals):
     if model.bridge == "dense":
         dense = model.bridge_dense
         joined = g.op("Concat", finals, "bridge/inputs", axis=-1)
-        mapped = g.op(
-            "Add",
-            [g.op("MatMul", [joined, g.constant(_weight(dense.kernel),
-                                                "bridge/kernel")],
-                  "bridge/matmul"),
-             g.constant(_weight(dense.bias), "bridge/bias")],
-            "bridge",
-        )
+        mapped = _affine(g, joined, _weight(dense.kernel),
+                         _weight(dense.bias), "bridge")
         pieces = [
             g.op("Slice", [mapped, g.ints(index * units),
                            g.ints((index + 1) * units), g.ints(1)],
@@ -445,14 +439,8 @@ def _project(g, decoder, outputs, table):
     embedding."""
     if not decoder.tie_embeddings:
         layer = decoder.output_layer
-        return g.op(
-            "Add",
-            [g.op("MatMul", [outputs, g.constant(_weight(layer.kernel),
-                                                 "output/kernel")],
-                  "output/matmul"),
-             g.constant(_weight(layer.bias), "output/bias")],
-            "graph/logits",
-        )
+        return _affine(g, outputs, _weight(layer.kernel), _weight(layer.bias),
+                       "output")
     if decoder.tied_projection is not None:
         outputs = g.op(
             "MatMul", [outputs, g.constant(
@@ -460,13 +448,18 @@ def _project(g, decoder, outputs, table):
                 "tied_projection/kernel")],
             "tied_projection",
         )
-    transposed = g.constant(_weight(decoder.embedding.embeddings).T,
-                            "embedding/table_t")
+    return _affine(g, outputs, _weight(decoder.embedding.embeddings).T,
+                   _weight(decoder.output_bias), "output")
+
+
+def _affine(g, x, kernel, bias, hint):
+    """``x kernel + bias`` (a Dense layer without activation)."""
     return g.op(
         "Add",
-        [g.op("MatMul", [outputs, transposed], "output/matmul"),
-         g.constant(_weight(decoder.output_bias), "output/bias")],
-        "graph/logits",
+        [g.op("MatMul", [x, g.constant(kernel, f"{hint}/kernel")],
+              f"{hint}/matmul"),
+         g.constant(bias, f"{hint}/bias")],
+        f"{hint}/affine",
     )
 
 
@@ -562,23 +555,11 @@ def _lm_step(model, state):
     hidden = g.squeeze(outputs.name, [1], "hidden")
     if model.output_layer is not None:
         layer = model.output_layer
-        logits = g.op(
-            "Add",
-            [g.op("MatMul", [hidden, g.constant(_weight(layer.kernel),
-                                                "softmax/kernel")],
-                  "softmax/matmul"),
-             g.constant(_weight(layer.bias), "softmax/bias")],
-            "graph/logits",
-        )
+        logits = _affine(g, hidden, _weight(layer.kernel),
+                         _weight(layer.bias), "softmax")
     else:
-        logits = g.op(
-            "Add",
-            [g.op("MatMul", [hidden, g.constant(
-                _weight(model.embedding.embeddings).T, "embedding/table_t")],
-                "softmax/matmul"),
-             g.constant(_weight(model.output_bias), "softmax/bias")],
-            "graph/logits",
-        )
+        logits = _affine(g, hidden, _weight(model.embedding.embeddings).T,
+                         _weight(model.output_bias), "softmax")
     graph.output("log_probs", g.op("LogSoftmax", [logits], "graph/log_probs",
                                    axis=-1),
                  "float32", ["batch", model.vocabulary_size])
@@ -791,7 +772,6 @@ def _lm_parity(model, generator, rng, batch_size, steps, max_length):
     lengths[0] = steps
     prompts = [rng.integers(0, vocabulary, size=n).astype("int32")
                for n in lengths]
-    first = 0.0
     states = []
     for prompt in prompts:
         _, state = model(prompt[None], initial_state=model.initial_state(1),
