@@ -51,6 +51,9 @@ from starlette.routing import Route
 from kerasrnn_serving import batching
 from kerasrnn_serving.generator import Generator
 from kerasrnn_serving.predictor import InputError
+from kerasrnn_serving.protocol import add_attention
+from kerasrnn_serving.protocol import generation_request
+from kerasrnn_serving.protocol import parse_inputs
 
 ACCESS_LOG = logging.getLogger("kerasrnn_serving.access")
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1", "[::1]")
@@ -307,8 +310,6 @@ class _State:
                                          value in outputs.items()}})
 
     def _prepare(self, inputs, lengths):
-        from kerasrnn_serving.server import parse_inputs
-
         try:
             inputs, lengths = parse_inputs(self.model, inputs, lengths)
             feeds = self.model.prepare(inputs, lengths)
@@ -387,8 +388,6 @@ class _State:
                         f"{self.limits.request_timeout:g} s.", "timeout")
 
     async def generate(self, request):
-        from kerasrnn_serving.server import generation_request
-
         body = await _json_body(request, self.limits)
         texts = body.get("texts") if isinstance(body, dict) else None
         rows = body.get("ids") if isinstance(body, dict) else None
@@ -417,8 +416,6 @@ class _State:
             try:
                 results = run()
                 if attention:
-                    from kerasrnn_serving.server import add_attention
-
                     add_attention(self.model, body, results)
                 return results
             finally:

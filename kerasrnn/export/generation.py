@@ -54,12 +54,12 @@ from kerasrnn.export import recurrent
 from kerasrnn.export.graph import Mask
 from kerasrnn.export.graph import Value
 from kerasrnn.export.graph import GraphBuilder
-from kerasrnn.export.onnx import OPSET
-from kerasrnn.export.onnx import IR_VERSION
-from kerasrnn.export.onnx import PARITY_ATOL
-from kerasrnn.export.onnx import PARITY_RTOL
-from kerasrnn.export.onnx import make_model
-from kerasrnn.export.onnx import op_inventory
+from kerasrnn.export.graph import OPSET
+from kerasrnn.export.graph import IR_VERSION
+from kerasrnn.export.graph import PARITY_ATOL
+from kerasrnn.export.graph import PARITY_RTOL
+from kerasrnn.export.graph import make_model
+from kerasrnn.export.graph import op_inventory
 from kerasrnn.models.attention import masked_score
 
 FLOAT = onnx.TensorProto.FLOAT

@@ -1,4 +1,5 @@
-"""A small ONNX graph builder: unique names, nodes, constants, masks.
+"""A small ONNX graph builder: unique names, nodes, constants, masks, and
+the checked ``ModelProto`` of a finished graph (``make_model``).
 
 The converters in ``kerasrnn.export.layers`` and ``kerasrnn.export.recurrent``
 write their nodes through ``GraphBuilder``; ``Value`` is what flows between
@@ -7,6 +8,7 @@ them (an ONNX tensor name plus the Keras shape, dtype and mask) and
 from it on first use.
 """
 
+import collections
 import dataclasses
 
 import numpy as np
@@ -23,6 +25,9 @@ DTYPES = {
     "int64": onnx.TensorProto.INT64,
     "bool": onnx.TensorProto.BOOL,
 }
+# Export-time check: |keras - onnxruntime| <= ATOL + RTOL * |keras|.
+PARITY_ATOL = 1e-4
+PARITY_RTOL = 1e-4
 # Slice bounds that reach the end of an axis of any length.
 INT64_MIN = np.iinfo(np.int64).min
 INT64_MAX = np.iinfo(np.int64).max
@@ -272,3 +277,53 @@ def prune(nodes, outputs):
         needed.add(index)
         stack.extend(name for name in nodes[index].input if name)
     return [node for index, node in enumerate(nodes) if index in needed]
+
+
+def make_model(graph, name, input_infos, output_infos):
+    """The checked ``onnx.ModelProto`` of ``graph``, pruned to what its
+    outputs need, and the nodes kept.
+
+    Args:
+        input_infos: ``(name, dtype, dims)`` of each graph input.
+        output_infos: ``(name, value name, dtype, dims)`` of each output:
+            the output ``name`` is an ``Identity`` of the graph's value.
+    """
+    for output, value, _, _ in output_infos:
+        graph.nodes.append(
+            onnx.helper.make_node("Identity", [value], [output],
+                                  name=graph.fresh(f"output/{output}"))
+        )
+    names = [info[0] for info in output_infos]
+    nodes = prune(graph.nodes, names)
+    used = {input_name for node in nodes for input_name in node.input}
+    onnx_graph = onnx.helper.make_graph(
+        nodes,
+        name,
+        [value_info(*info) for info in input_infos],
+        [value_info(output, dtype, shape)
+         for output, _, dtype, shape in output_infos],
+        initializer=[i for i in graph.initializers if i.name in used],
+    )
+    model_proto = onnx.helper.make_model(
+        onnx_graph,
+        opset_imports=[onnx.helper.make_opsetid("", OPSET)],
+        ir_version=IR_VERSION,
+        producer_name="kerasrnn",
+        producer_version=version(),
+    )
+    onnx.checker.check_model(model_proto, full_check=True)
+    return model_proto, nodes
+
+
+def op_inventory(model_proto):
+    """``{op_type: count}`` over the graph's nodes, sorted by op type."""
+    counts = collections.Counter(node.op_type for node in
+                                 model_proto.graph.node)
+    return dict(sorted(counts.items()))
+
+
+def version():
+    """kerasrnn's version (the ``producer_version`` of the graphs)."""
+    import kerasrnn
+
+    return kerasrnn.__version__

@@ -15,7 +15,6 @@ bool; dynamic batch and time axes. Opset 17, IR version 8 (onnxruntime
 ≥ 1.14 loads it).
 """
 
-import collections
 import pathlib
 
 import keras
@@ -33,10 +32,13 @@ from kerasrnn.export import manifest as manifest_lib
 from kerasrnn.export import precision
 from kerasrnn.export.graph import IR_VERSION
 from kerasrnn.export.graph import OPSET
+from kerasrnn.export.graph import PARITY_ATOL
+from kerasrnn.export.graph import PARITY_RTOL
 from kerasrnn.export.graph import GraphBuilder
 from kerasrnn.export.graph import Value
-from kerasrnn.export.graph import prune
-from kerasrnn.export.graph import value_info
+from kerasrnn.export.graph import make_model
+from kerasrnn.export.graph import op_inventory
+from kerasrnn.export.graph import version as _version
 from kerasrnn.export.layers import convert_layer
 from kerasrnn.export.layers import supported_layers
 from kerasrnn.export.ops import convert_operation
@@ -44,9 +46,6 @@ from kerasrnn.export.ops import convert_operation
 MODEL_FILE = "model.onnx"
 RECURRENT_OPS = ("RNN", "LSTM", "GRU")
 INPUT_DTYPES = ("float32", "int32", "int64", "bool")
-# Export-time check: |keras - onnxruntime| <= ATOL + RTOL * |keras|.
-PARITY_ATOL = 1e-4
-PARITY_RTOL = 1e-4
 
 __all__ = [
     "build_onnx",
@@ -174,49 +173,6 @@ def build_onnx(model, output_names=None):
                   "onnx": onnx.__version__},
     )
     return model_proto, manifest
-
-
-def make_model(graph, name, input_infos, output_infos):
-    """The checked ``onnx.ModelProto`` of ``graph``, pruned to what its
-    outputs need, and the nodes kept.
-
-    Args:
-        input_infos: ``(name, dtype, dims)`` of each graph input.
-        output_infos: ``(name, value name, dtype, dims)`` of each output:
-            the output ``name`` is an ``Identity`` of the graph's value.
-    """
-    for output, value, _, _ in output_infos:
-        graph.nodes.append(
-            onnx.helper.make_node("Identity", [value], [output],
-                                  name=graph.fresh(f"output/{output}"))
-        )
-    names = [info[0] for info in output_infos]
-    nodes = prune(graph.nodes, names)
-    used = {input_name for node in nodes for input_name in node.input}
-    onnx_graph = onnx.helper.make_graph(
-        nodes,
-        name,
-        [value_info(*info) for info in input_infos],
-        [value_info(output, dtype, shape)
-         for output, _, dtype, shape in output_infos],
-        initializer=[i for i in graph.initializers if i.name in used],
-    )
-    model_proto = onnx.helper.make_model(
-        onnx_graph,
-        opset_imports=[onnx.helper.make_opsetid("", OPSET)],
-        ir_version=IR_VERSION,
-        producer_name="kerasrnn",
-        producer_version=_version(),
-    )
-    onnx.checker.check_model(model_proto, full_check=True)
-    return model_proto, nodes
-
-
-def op_inventory(model_proto):
-    """``{op_type: count}`` over the graph's nodes, sorted by op type."""
-    counts = collections.Counter(node.op_type for node in
-                                 model_proto.graph.node)
-    return dict(sorted(counts.items()))
 
 
 def check_parity(model, model_proto, manifest, batch_size=3, steps=7,
@@ -488,10 +444,3 @@ def resolve_output_names(model, outputs, names):
             name += "_"
         names.append(name)
     return names
-
-
-def _version():
-    import kerasrnn
-
-    return kerasrnn.__version__
-
