@@ -88,10 +88,16 @@ def get_activation(name, value):
 class RecurrentCell(keras.layers.Layer):
     """Base class of the cells: arguments, weights, dropout masks.
 
-    Subclasses set ``gate_count`` (G), define ``recurrent_step`` and, when
-    their bias is not a single ``(G*H,)`` vector, ``bias_shape`` and
-    ``input_bias``. ``state_names`` names the states in ``state_size``
-    order (``h`` is also the output); exports name state tensors after it.
+    A subclass states its ``gate_names`` (the ``G`` gate blocks along the
+    ``G*H`` axis, in Keras' order) and ``state_names`` (in ``state_size``
+    order; ``h`` is also the output, and exports name state tensors after
+    them), and writes its equations once, in ``step``. When its weights
+    differ from ``kernel (F, G*H)``, ``recurrent_kernel (H, G*H)``, ``bias
+    (G*H,)`` it overrides ``recurrent_kernel_shape``, ``bias_shape`` /
+    ``input_bias`` or ``build``. A backward for the fused training path
+    (``fused_step_backward``, ``fused_parameter_gradients``) is optional.
+    ``kerasrnn.cells.register_cell`` makes it known to the weight layouts,
+    the exporters and the models' ``cell=`` argument.
 
     Dropout follows Gal & Ghahramani (2016): ``dropout`` masks the inputs and
     ``recurrent_dropout`` masks ``h_{t-1}`` where it enters the recurrent
@@ -100,8 +106,13 @@ class RecurrentCell(keras.layers.Layer):
     every call.
     """
 
-    gate_count = 1
+    gate_names = ("h",)
     state_names = ("h",)
+
+    @property
+    def gate_count(self):
+        """G, the number of gate blocks."""
+        return len(self.gate_names)
 
     def __init__(
         self,
@@ -150,11 +161,15 @@ class RecurrentCell(keras.layers.Layer):
 
     @property
     def state_size(self):
-        return [self.units]
+        return [self.units] * len(self.state_names)
 
     @property
     def output_size(self):
         return self.units
+
+    @property
+    def recurrent_kernel_shape(self):
+        return (self.units, self.gate_count * self.units)
 
     @property
     def bias_shape(self):
@@ -179,7 +194,7 @@ class RecurrentCell(keras.layers.Layer):
             constraint=self.kernel_constraint,
         )
         self.recurrent_kernel = self.add_weight(
-            shape=(self.units, width),
+            shape=self.recurrent_kernel_shape,
             name="recurrent_kernel",
             initializer=self.recurrent_initializer,
             regularizer=self.recurrent_regularizer,
@@ -234,18 +249,60 @@ class RecurrentCell(keras.layers.Layer):
             projected = projected + self.input_bias
         return projected
 
-    def recurrent_step(self, projected, states, recurrent_mask=None):
-        """One step given ``projected = x_t W + b_x``.
+    def step_parameters(self):
+        """The tensors ``step`` reads besides its inputs and states (``U``,
+        and whatever else the recurrence uses), read once per sequence."""
+        return [ops.convert_to_tensor(self.recurrent_kernel)]
 
-        Returns ``(output, new_states)``. ``recurrent_mask`` (or None)
-        multiplies ``h_{t-1}`` where it enters the recurrent matmul.
+    def step(self, projected, states, parameters, recurrent_mask=None):
+        """The cell's equations: one step given ``projected = x_t W + b_x``.
+
+        This is the one place a cell writes its forward. Every loop runs
+        it: ``recurrent_step`` (the generic loop, a decoder step, a Python
+        loop), the inference loop and the fused training loop, which keeps
+        ``cache`` for its backward.
+
+        Args:
+            projected: ``(B, G*H)``, the input part of every gate.
+            states: the states before the step, in ``state_size`` order.
+            parameters: ``step_parameters()``.
+            recurrent_mask: None, or the ``(B, H)`` recurrent dropout mask
+                that multiplies ``h_{t-1}`` where it enters the recurrent
+                product.
+
+        Returns:
+            ``(new_states, cache)``: the states after the step (``h``
+            first; ``h`` is the output) and a tuple of ``(B, ·)`` tensors
+            that ``fused_step_backward`` reads (empty when ``fused_cache``
+            is False).
         """
-        raise NotImplementedError
+        raise NotImplementedError(
+            f"{type(self).__name__} defines neither `step` nor "
+            "`recurrent_step`: a kerasrnn cell must define its equations "
+            "as step(projected, states, parameters, recurrent_mask) -> "
+            "(new_states, cache) (see RecurrentCell.step), or at least "
+            "recurrent_step(projected, states, recurrent_mask) -> (output, "
+            "new_states) (it then runs on the generic loop)."
+        )
 
-    # The fused path: one step with its cache, and its hand-written backward.
-    # ``RNN`` uses it when ``supports_fused`` (see layers/fused_loop.py).
+    def recurrent_step(self, projected, states, recurrent_mask=None):
+        """``step`` as the loops call it: returns ``(output, new_states)``.
 
-    # Whether fused_step returns a cache (False: its backward needs only the
+        ``recurrent_mask`` (or None) multiplies ``h_{t-1}`` where it enters
+        the recurrent matmul. A user cell may define this alone instead of
+        ``step``: it then runs on the generic loop.
+        """
+        new_states, _ = self.step(
+            projected, list(states), self.step_parameters(), recurrent_mask
+        )
+        return new_states[0], new_states
+
+    # The fused training path: ``step`` with its cache, and a hand-written
+    # backward. ``RNN`` uses it when ``supports_fused``
+    # (layers/fused_loop.py); a cell without a backward trains on the
+    # generic loop, through autodiff.
+
+    # Whether ``step`` returns a cache (False: the backward needs only the
     # states before and after the step).
     fused_cache = True
     # Whether the gradient at the recurrent matmul's output (d_recurrent)
@@ -254,16 +311,16 @@ class RecurrentCell(keras.layers.Layer):
 
     @property
     def supports_fused(self):
-        """Whether the fused path applies: the cell's class implements it
-        (``fused_step``, ``fused_step_backward`` and
-        ``fused_parameter_gradients``; a cell that defines only
-        ``recurrent_step`` runs the generic loop) and every activation has
-        a derivative known to it."""
+        """Whether the fused path applies: the cell's class defines its
+        ``step`` and a backward for it (``fused_step_backward`` and
+        ``fused_parameter_gradients``) and every activation has a
+        derivative known to it. Otherwise ``RNN`` runs the generic loop
+        (same values, autodiff gradients)."""
         implemented = all(
             getattr(type(self), name) is not getattr(RecurrentCell, name)
-            for name in ("fused_step", "fused_step_backward",
+            for name in ("step", "fused_step_backward",
                          "fused_parameter_gradients")
-        )
+        ) and type(self).recurrent_step is RecurrentCell.recurrent_step
         return implemented and all(
             output_derivative(activation) is not None
             for activation in self.fused_activations()
@@ -272,18 +329,6 @@ class RecurrentCell(keras.layers.Layer):
     def fused_activations(self):
         return [self.activation]
 
-    def fused_parameters(self):
-        """The tensors ``fused_step`` reads besides the states (``U``...)."""
-        return [ops.convert_to_tensor(self.recurrent_kernel)]
-
-    def fused_step(self, projected, states, parameters, recurrent_mask=None):
-        """``recurrent_step`` that also returns what its backward needs.
-
-        Returns ``(new_states, cache)``, ``cache`` one ``(B, K)`` tensor (or
-        None when ``fused_cache`` is False).
-        """
-        raise NotImplementedError
-
     def fused_step_backward(
         self, cache, prev_states, new_states, d_states, parameters,
         recurrent_mask=None,
@@ -291,7 +336,8 @@ class RecurrentCell(keras.layers.Layer):
         """Back-propagates one step.
 
         Args:
-            cache: the step's cache from ``fused_step``.
+            cache: the step's cache from ``step``, concatenated along the
+                last axis.
             prev_states, new_states: the states before and after the step.
             d_states: gradients of the loss w.r.t. ``new_states``.
 
@@ -302,17 +348,23 @@ class RecurrentCell(keras.layers.Layer):
             ``fused_separate_recurrent_gradient``: then ``d_projected``
             does).
         """
-        raise NotImplementedError
+        raise NotImplementedError(
+            f"{type(self).__name__} has no fused backward; RNN trains it on "
+            "the generic loop (supports_fused is False)."
+        )
 
     def fused_parameter_gradients(
         self, prev_states, caches, d_recurrent, parameters, recurrent_mask=None
     ):
-        """Gradients of ``fused_parameters`` from the whole sequence.
+        """Gradients of ``step_parameters`` from the whole sequence.
 
         Every argument is stacked over time (``(T, B, ...)``), so each
         weight gradient is one large matmul outside the loop.
         """
-        raise NotImplementedError
+        raise NotImplementedError(
+            f"{type(self).__name__} has no fused backward; RNN trains it on "
+            "the generic loop (supports_fused is False)."
+        )
 
     def call(self, inputs, states, training=False):
         if not isinstance(states, (list, tuple)):

@@ -18,6 +18,8 @@ from kerasrnn.cells import SimpleRNNCell
 from kerasrnn.cells.base import RecurrentCell
 from kerasrnn.cells.base import fresh_initializer
 from kerasrnn.cells.base import validate_rate
+from kerasrnn.cells.registry import cell_spec
+from kerasrnn.cells.registry import is_registered
 from kerasrnn.layers.bidirectional import Bidirectional
 from kerasrnn.layers.bidirectional import check_merge_mode
 from kerasrnn.layers.checks import check_sequences
@@ -71,6 +73,13 @@ class StackedRecurrent(keras.layers.Layer):
     """
 
     cell_class = RecurrentCell
+
+    def __init_subclass__(cls, **kwargs):
+        """A subclass that names a registered ``cell_class`` becomes that
+        cell's sequence layer in the registry (what models build)."""
+        super().__init_subclass__(**kwargs)
+        if "cell_class" in cls.__dict__ and is_registered(cls.cell_class):
+            cell_spec(cls.cell_class).layer_class = cls
 
     def __init__(
         self,

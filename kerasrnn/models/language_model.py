@@ -12,13 +12,13 @@ from kerasrnn import decoding
 from kerasrnn.cells.base import validate_rate
 from kerasrnn.cells.base import validate_units
 from kerasrnn.decoding.options import split_options
-from kerasrnn.layers.stacked import GRU
-from kerasrnn.layers.stacked import LSTM
+from kerasrnn.cells.registry import resolve_cell
+from kerasrnn.cells.registry import sequence_layer
+from kerasrnn.cells.registry import serialize_cell
 from kerasrnn.models import initializers
 from kerasrnn.models.decoder import stack_state_names
 from kerasrnn.models.lm_data import Vocabulary
 
-CELLS = {"lstm": LSTM, "gru": GRU}
 
 
 def _uniform(scale):
@@ -46,8 +46,10 @@ class LanguageModel(keras.Model):
         embedding_dim: D (must equal ``units`` when ``tie_weights``).
         units: H, the state size of every recurrent layer.
         num_layers: recurrent layers in the stack.
-        cell: ``"lstm"`` or ``"gru"`` (``kerasrnn.LSTM`` / ``kerasrnn.GRU``,
-            fused fast path).
+        cell: a registered cell with a sequence layer: its name
+            (``"lstm"``, ``"gru"``..., ``kerasrnn.cells.cell_names()``), its
+            class, or a cell object whose configuration (all but name and
+            units) the layers copy.
         tie_weights: use the embedding matrix, transposed, as the output
             matrix: one shared variable (Press & Wolf 2017).
         embedding_dropout: dropout on the embeddings.
@@ -149,11 +151,8 @@ class LanguageModel(keras.Model):
                     f"`{name}` must be a positive integer. Received: "
                     f"{name}={value!r}"
                 )
-        if cell not in CELLS:
-            raise ValueError(
-                f"`cell` must be one of {sorted(CELLS)}. Received: "
-                f"cell={cell!r}"
-            )
+        spec, cell_template = resolve_cell(cell)
+        layer_class = sequence_layer(spec)
         if tie_weights and embedding_dim != units:
             raise ValueError(
                 "`tie_weights=True` uses the embedding as the output matrix, "
@@ -222,9 +221,11 @@ class LanguageModel(keras.Model):
                 "kernel_initializer", "recurrent_initializer",
                 "bias_initializer")
         }
-        if init_scale is not None and cell == "lstm":
+        if init_scale is not None and (
+            "unit_forget_bias" in layer_class.cell_arguments()
+        ):
             cell_arguments["unit_forget_bias"] = False
-        self.recurrent = CELLS[cell](
+        self.recurrent = layer_class(
             units,
             num_layers=num_layers,
             inter_layer_dropout=self.inter_layer_dropout,
@@ -232,7 +233,7 @@ class LanguageModel(keras.Model):
             return_state=True,
             seed=seed,
             name="recurrent",
-            **cell_arguments,
+            **{**cell_arguments, **cell_template},
         )
         self.embedding_dropout_layer = keras.layers.Dropout(
             self.embedding_dropout, seed=seed
@@ -444,7 +445,7 @@ class LanguageModel(keras.Model):
                 "embedding_dim": self.embedding_dim,
                 "units": self.units,
                 "num_layers": self.num_layers,
-                "cell": self.cell,
+                "cell": serialize_cell(self.cell),
                 "tie_weights": self.tie_weights,
                 "embedding_dropout": self.embedding_dropout,
                 "inter_layer_dropout": self.inter_layer_dropout,

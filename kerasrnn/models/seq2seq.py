@@ -13,12 +13,11 @@ from kerasrnn import decoding
 from kerasrnn.cells.base import validate_rate
 from kerasrnn.cells.base import validate_units
 from kerasrnn.decoding.options import split_options
-from kerasrnn.layers import GRU
-from kerasrnn.layers import LSTM
-from kerasrnn.layers import SimpleRNN
+from kerasrnn.cells.registry import resolve_cell
+from kerasrnn.cells.registry import sequence_layer
+from kerasrnn.cells.registry import serialize_cell
 from kerasrnn.models import initializers
 from kerasrnn.models import text
-from kerasrnn.models.decoder import CELLS
 from kerasrnn.models.decoder import RecurrentDecoder
 from kerasrnn.models.decoder import check_choice
 from kerasrnn.models.decoder import check_positive_int
@@ -26,7 +25,6 @@ from kerasrnn.models.metrics import MaskedTokenAccuracy
 from kerasrnn.models.metrics import Perplexity
 from kerasrnn.models.metrics import SequenceExactMatch
 
-ENCODERS = {"lstm": LSTM, "gru": GRU, "simple_rnn": SimpleRNN}
 BRIDGES = ("zero", "copy", "dense")
 # Traced generate() graphs kept per model (one per method and static
 # options).
@@ -55,7 +53,10 @@ class Seq2Seq(keras.Model):
         units: H, the decoder's state size. A bidirectional encoder has
             H/2 units per direction (H must be even), so its concatenated
             outputs and states have size H.
-        cell: ``"lstm"``, ``"gru"`` or ``"simple_rnn"`` (both sides).
+        cell: both sides' cell, a registered one: its name (``"lstm"``,
+            ``"gru"``, ``"simple_rnn"``..., ``kerasrnn.cells.cell_names()``),
+            its class, or a cell object whose configuration (all but name
+            and units) every cell copies.
         encoder_layers, decoder_layers: stacked layers.
         bidirectional: bidirectional encoder.
         bridge: encoder final states -> decoder initial states:
@@ -178,7 +179,8 @@ class Seq2Seq(keras.Model):
         self.bos_id, self.eos_id, self.pad_id = bos_id, eos_id, pad_id
         self.embedding_dim = check_positive_int("embedding_dim", embedding_dim)
         self.units = validate_units(units)
-        self.cell = check_choice("cell", cell, CELLS)
+        spec, cell_template = resolve_cell(cell)
+        self.cell = cell
         self.encoder_layers = check_positive_int(
             "encoder_layers", encoder_layers
         )
@@ -221,7 +223,7 @@ class Seq2Seq(keras.Model):
             self.dropout, seed=seed, name="source_dropout"
         )
         directions = 2 if self.bidirectional else 1
-        self.encoder = ENCODERS[cell](
+        self.encoder = sequence_layer(spec)(
             units // directions,
             num_layers=encoder_layers,
             bidirectional=self.bidirectional,
@@ -229,7 +231,7 @@ class Seq2Seq(keras.Model):
             return_sequences=True,
             return_state=True,
             name="encoder",
-            **initializers.cell_arguments(init),
+            **{**initializers.cell_arguments(init), **cell_template},
         )
         self.states_per_cell = len(self.encoder.state_size)
         self.bridge_dense = None
@@ -699,7 +701,7 @@ class Seq2Seq(keras.Model):
                 "pad_id": self.pad_id,
                 "embedding_dim": self.embedding_dim,
                 "units": self.units,
-                "cell": self.cell,
+                "cell": serialize_cell(self.cell),
                 "encoder_layers": self.encoder_layers,
                 "decoder_layers": self.decoder_layers,
                 "bidirectional": self.bidirectional,
