@@ -5,6 +5,7 @@ from kerasrnn.layers.pooling import SequencePooling
 from kerasrnn.layers.rnn import RNN
 from kerasrnn.layers.stacked import GRU
 from kerasrnn.layers.stacked import LSTM
+from kerasrnn.layers.stacked import PeepholeLSTM
 from kerasrnn.layers.stacked import SimpleRNN
 from kerasrnn.layers.stacked import StackedRecurrent
 
@@ -12,6 +13,7 @@ __all__ = [
     "Bidirectional",
     "GRU",
     "LSTM",
+    "PeepholeLSTM",
     "RNN",
     "SequencePooling",
     "SimpleRNN",

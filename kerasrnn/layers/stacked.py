@@ -14,6 +14,7 @@ from keras import ops
 
 from kerasrnn.cells import GRUCell
 from kerasrnn.cells import LSTMCell
+from kerasrnn.cells import PeepholeLSTMCell
 from kerasrnn.cells import SimpleRNNCell
 from kerasrnn.cells.base import RecurrentCell
 from kerasrnn.cells.base import fresh_initializer
@@ -643,6 +644,56 @@ class GRU(CudnnArgument, StackedRecurrent):
         unroll=False,
         reset_after=True,
         use_cudnn="auto",
+        zero_output_for_mask=False,
+        num_layers=1,
+        bidirectional=False,
+        merge_mode="concat",
+        inter_layer_dropout=0.0,
+        residual=False,
+        state_layout="keras",
+        **kwargs,
+    ):
+        super().__init__(**_spelled_out(locals()))
+
+
+@keras.saving.register_keras_serializable(package="kerasrnn")
+class PeepholeLSTM(StackedRecurrent):
+    """Peephole LSTM layer(s); see ``PeepholeLSTMCell`` and
+    ``StackedRecurrent``.
+
+    The arguments are ``kerasrnn.LSTM``'s (without ``use_cudnn``) and the
+    peephole weights' initializer, regularizer and constraint."""
+
+    cell_class = PeepholeLSTMCell
+
+    def __init__(
+        self,
+        units,
+        activation="tanh",
+        recurrent_activation="sigmoid",
+        use_bias=True,
+        kernel_initializer="glorot_uniform",
+        recurrent_initializer="orthogonal",
+        bias_initializer="zeros",
+        peephole_initializer="zeros",
+        unit_forget_bias=True,
+        kernel_regularizer=None,
+        recurrent_regularizer=None,
+        bias_regularizer=None,
+        peephole_regularizer=None,
+        activity_regularizer=None,
+        kernel_constraint=None,
+        recurrent_constraint=None,
+        bias_constraint=None,
+        peephole_constraint=None,
+        dropout=0.0,
+        recurrent_dropout=0.0,
+        seed=None,
+        return_sequences=False,
+        return_state=False,
+        go_backwards=False,
+        stateful=False,
+        unroll=False,
         zero_output_for_mask=False,
         num_layers=1,
         bidirectional=False,
