@@ -39,6 +39,9 @@ CELLS = {
     "peephole_lstm": lambda **kw: kerasrnn.PeepholeLSTMCell(UNITS, **kw),
     "peephole_lstm-nobias": lambda **kw: kerasrnn.PeepholeLSTMCell(
         UNITS, use_bias=False, **kw),
+    "indrnn": lambda **kw: kerasrnn.IndRNNCell(UNITS, **kw),
+    "indrnn-tanh": lambda **kw: kerasrnn.IndRNNCell(
+        UNITS, activation="tanh", **kw),
 }
 
 

@@ -42,6 +42,8 @@ CELL_CONFIGS = [
     ("peephole_lstm", {}),
     ("peephole_lstm", {"recurrent_activation": "hard_sigmoid",
                        "use_bias": False}),
+    ("indrnn", {"activation": "relu"}),
+    ("indrnn", {"activation": "tanh", "use_bias": False}),
 ]
 # One non-default configuration per kind, for the wider layer sweeps.
 KIND_CONFIGS = [
@@ -49,6 +51,8 @@ KIND_CONFIGS = [
     ("lstm", {"recurrent_activation": "hard_sigmoid"}),
     ("gru", {"reset_after": False}),
     ("peephole_lstm", {}),
+    # tanh: with ReLU's dead units several dropout masks give one output.
+    ("indrnn", {"activation": "tanh"}),
 ]
 # The classes, from the registry ("elman" is the simple_rnn's alias).
 CELLS = {kind: cell_spec(kind).cell_class for kind, _ in CELL_CONFIGS}

@@ -41,6 +41,9 @@ CELLS = {
     "gru_reset_before": ("GRU", kerasrnn.GRU, {"reset_after": False},
                          {"linear_before_reset": 0}),
     "peephole_lstm": ("LSTM", kerasrnn.PeepholeLSTM, {}, {}),
+    "indrnn": ("RNN", kerasrnn.IndRNN, {}, {"activations": ["Relu"]}),
+    # R = diag(u) checked by onnx.reference too (it runs only Tanh).
+    "indrnn_tanh": ("RNN", kerasrnn.IndRNN, {"activation": "tanh"}, {}),
 }
 DIRECTIONS = ("forward", "reverse", "bidirectional")
 
@@ -52,6 +55,10 @@ def test_every_cell_with_a_native_operator_is_compared():
         if cell_spec(name).onnx_operator is not None
     }
     assert compared == native
+
+
+def uses_relu(cell):
+    return "Relu" in CELLS[cell][3].get("activations", [])
 
 
 def configs():
@@ -215,7 +222,7 @@ def test_full_length_batch(cell, direction, with_initial_state, seed):
         from_onnx(onnxruntime_session(case.model).run(None, feeds)), expected,
         RUNTIME,
     )
-    if cell != "rnn_relu":  # The reference RNN implements only Tanh.
+    if not uses_relu(cell):  # The reference RNN implements only Tanh.
         assert_close(
             from_onnx(ReferenceEvaluator(case.model).run(None, feeds)),
             expected, EVALUATOR,
@@ -238,7 +245,7 @@ def test_variable_lengths(cell, direction, with_initial_state, seed):
     assert_close([y[mask], *onnx_states], [output[mask], *states],
                  RUNTIME)
 
-    if cell == "rnn_relu":  # The reference RNN implements only Tanh.
+    if uses_relu(cell):  # The reference RNN implements only Tanh.
         return
     evaluator = ReferenceEvaluator(case.model)
     for row, length in enumerate(lengths):

@@ -6,6 +6,7 @@ them); the rest of kerasrnn learns which cells exist from there.
 
 from kerasrnn.cells.base import RecurrentCell
 from kerasrnn.cells.gru_cell import GRUCell
+from kerasrnn.cells.indrnn_cell import IndRNNCell
 from kerasrnn.cells.lstm_cell import LSTMCell
 from kerasrnn.cells.peephole_lstm_cell import PeepholeLSTMCell
 from kerasrnn.cells.registry import cell_names
@@ -15,6 +16,7 @@ from kerasrnn.cells.simple_rnn_cell import SimpleRNNCell
 
 __all__ = [
     "GRUCell",
+    "IndRNNCell",
     "LSTMCell",
     "PeepholeLSTMCell",
     "RecurrentCell",

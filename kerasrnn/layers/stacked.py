@@ -13,6 +13,7 @@ import keras
 from keras import ops
 
 from kerasrnn.cells import GRUCell
+from kerasrnn.cells import IndRNNCell
 from kerasrnn.cells import LSTMCell
 from kerasrnn.cells import PeepholeLSTMCell
 from kerasrnn.cells import SimpleRNNCell
@@ -694,6 +695,51 @@ class PeepholeLSTM(StackedRecurrent):
         go_backwards=False,
         stateful=False,
         unroll=False,
+        zero_output_for_mask=False,
+        num_layers=1,
+        bidirectional=False,
+        merge_mode="concat",
+        inter_layer_dropout=0.0,
+        residual=False,
+        state_layout="keras",
+        **kwargs,
+    ):
+        super().__init__(**_spelled_out(locals()))
+
+
+@keras.saving.register_keras_serializable(package="kerasrnn")
+class IndRNN(StackedRecurrent):
+    """IndRNN layer(s); see ``IndRNNCell`` and ``StackedRecurrent``.
+
+    The arguments are ``kerasrnn.SimpleRNN``'s with IndRNN's defaults
+    (ReLU, ``u`` uniform on [0, 1]) and ``recurrent_max_abs``."""
+
+    cell_class = IndRNNCell
+
+    def __init__(
+        self,
+        units,
+        activation="relu",
+        use_bias=True,
+        kernel_initializer="glorot_uniform",
+        recurrent_initializer=None,
+        bias_initializer="zeros",
+        recurrent_max_abs=1.0,
+        kernel_regularizer=None,
+        recurrent_regularizer=None,
+        bias_regularizer=None,
+        activity_regularizer=None,
+        kernel_constraint=None,
+        recurrent_constraint=None,
+        bias_constraint=None,
+        dropout=0.0,
+        recurrent_dropout=0.0,
+        return_sequences=False,
+        return_state=False,
+        go_backwards=False,
+        stateful=False,
+        unroll=False,
+        seed=None,
         zero_output_for_mask=False,
         num_layers=1,
         bidirectional=False,
