@@ -22,14 +22,8 @@ import keras
 import tensorflow as tf
 from keras import ops
 
-
-def validate_units(units):
-    """Returns ``units`` as an int, or raises a ValueError saying why not."""
-    if isinstance(units, bool) or not isinstance(units, int) or units <= 0:
-        raise ValueError(
-            f"`units` must be a positive integer. Received: units={units!r}"
-        )
-    return units
+from kerasrnn.validation import check_int
+from kerasrnn.validation import check_rate
 
 
 def fresh_initializer(initializer):
@@ -45,15 +39,6 @@ def fresh_initializer(initializer):
     if isinstance(initializer, keras.initializers.Initializer):
         return initializer.__class__.from_config(initializer.get_config())
     return initializer
-
-
-def validate_rate(name, rate):
-    """Checks a dropout rate lies in [0, 1)."""
-    if not isinstance(rate, (int, float)) or not 0.0 <= rate < 1.0:
-        raise ValueError(
-            f"`{name}` must be a float in [0, 1). Received: {name}={rate!r}"
-        )
-    return float(rate)
 
 
 def output_derivative(activation):
@@ -134,7 +119,7 @@ class RecurrentCell(keras.layers.Layer):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        self.units = validate_units(units)
+        self.units = check_int("units", units)
         self.activation = get_activation("activation", activation)
         self.use_bias = bool(use_bias)
         self.kernel_initializer = keras.initializers.get(kernel_initializer)
@@ -152,8 +137,8 @@ class RecurrentCell(keras.layers.Layer):
             recurrent_constraint
         )
         self.bias_constraint = keras.constraints.get(bias_constraint)
-        self.dropout = validate_rate("dropout", dropout)
-        self.recurrent_dropout = validate_rate(
+        self.dropout = check_rate("dropout", dropout)
+        self.recurrent_dropout = check_rate(
             "recurrent_dropout", recurrent_dropout
         )
         self.seed = seed

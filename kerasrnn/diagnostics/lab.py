@@ -16,7 +16,7 @@ import numpy as np
 
 from kerasrnn.diagnostics.tasks import ADDING_BASELINE_MSE
 from kerasrnn.diagnostics.tasks import adding_problem
-from kerasrnn.diagnostics.tasks import check_length
+from kerasrnn.validation import check_int
 from kerasrnn.cells.registry import cell_names
 from kerasrnn.cells.registry import cell_spec
 from kerasrnn.cells.registry import is_registered
@@ -61,7 +61,7 @@ class LabConfig:
 
     def __post_init__(self):
         for length in self.lengths:
-            check_length("lengths[i]", length, 2)
+            check_int("lengths[i]", length, 2)
         if not self.lengths:
             raise ValueError("`lengths` must list at least one T ≥ 2.")
         unknown = [cell for cell in self.cells if not is_registered(cell)]
@@ -73,7 +73,7 @@ class LabConfig:
             )
         for name in ("units", "steps", "batch_size", "eval_every",
                      "eval_size"):
-            check_length(name, getattr(self, name), 1)
+            check_int(name, getattr(self, name), 1)
         if self.steps % self.eval_every:
             raise ValueError(
                 "`steps` must be a multiple of `eval_every`. Received: "
@@ -215,7 +215,7 @@ def train_adding(cell, length, config=None, callbacks=(), verbose=1):
         A ``LabRun``.
     """
     config = config or LabConfig(lengths=(length,), cells=(cell,))
-    length = check_length("length", length, 2)
+    length = check_int("length", length, 2)
     keras.utils.set_random_seed(config.seed)
     model = build_model(cell, length, config.units)
     model.compile(

@@ -19,7 +19,6 @@ from kerasrnn.cells import PeepholeLSTMCell
 from kerasrnn.cells import SimpleRNNCell
 from kerasrnn.cells.base import RecurrentCell
 from kerasrnn.cells.base import fresh_initializer
-from kerasrnn.cells.base import validate_rate
 from kerasrnn.cells.registry import cell_spec
 from kerasrnn.cells.registry import is_registered
 from kerasrnn.layers.bidirectional import Bidirectional
@@ -28,6 +27,9 @@ from kerasrnn.layers.checks import check_sequences
 from kerasrnn.layers.checks import check_states
 from kerasrnn.layers.pooling import last_valid_step
 from kerasrnn.layers.rnn import RNN
+from kerasrnn.validation import check_choice
+from kerasrnn.validation import check_int
+from kerasrnn.validation import check_rate
 
 STATE_LAYOUTS = ("keras", "pytorch")
 # Arguments for the Layer itself; every other keyword configures the cells.
@@ -114,18 +116,8 @@ class StackedRecurrent(keras.layers.Layer):
                 f"{sorted(self.cell_arguments())} or layer arguments."
             )
         super().__init__(**layer_kwargs)
-        if isinstance(num_layers, bool) or not isinstance(
-            num_layers, int
-        ) or num_layers < 1:
-            raise ValueError(
-                "`num_layers` must be a positive integer. Received: "
-                f"num_layers={num_layers!r}"
-            )
-        if state_layout not in STATE_LAYOUTS:
-            raise ValueError(
-                f"`state_layout` must be one of {STATE_LAYOUTS}. Received: "
-                f"state_layout={state_layout!r}"
-            )
+        check_int("num_layers", num_layers)
+        check_choice("state_layout", state_layout, STATE_LAYOUTS)
         if go_backwards and (num_layers > 1 or bidirectional):
             raise ValueError(
                 "`go_backwards=True` applies to one unidirectional layer; "
@@ -158,7 +150,7 @@ class StackedRecurrent(keras.layers.Layer):
                 "`merge_mode=None` cannot feed a next layer; use 'concat', "
                 "'sum', 'mul' or 'ave'."
             )
-        self.inter_layer_dropout = validate_rate(
+        self.inter_layer_dropout = check_rate(
             "inter_layer_dropout", inter_layer_dropout
         )
         self.residual = residual

@@ -22,8 +22,9 @@ from keras import ops
 
 from kerasrnn.cells.registry import resolve_cell
 from kerasrnn.cells.registry import serialize_cell
-from kerasrnn.cells.base import validate_rate
-from kerasrnn.cells.base import validate_units
+from kerasrnn.validation import check_choice
+from kerasrnn.validation import check_int
+from kerasrnn.validation import check_rate
 from kerasrnn.models import initializers
 from kerasrnn.models.attention import BahdanauAttention
 from kerasrnn.models.attention import LuongAttention
@@ -38,23 +39,6 @@ def stack_state_names(cell, layers):
     layer-major: the flat state of ``layers`` stacked cells."""
     return [f"{name}_{layer}" for layer in range(layers)
             for name in cell.state_names]
-
-
-def check_choice(name, value, choices):
-    if value not in choices:
-        raise ValueError(
-            f"`{name}` must be one of {list(choices)}. Received: "
-            f"{name}={value!r}"
-        )
-    return value
-
-
-def check_positive_int(name, value):
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(
-            f"`{name}` must be a positive integer. Received: {name}={value!r}"
-        )
-    return value
 
 
 @keras.saving.register_keras_serializable(package="kerasrnn")
@@ -110,18 +94,18 @@ class RecurrentDecoder(keras.layers.Layer):
         super().__init__(**kwargs)
         self.initializers = initializers.resolve(locals())
         init = self.initializers
-        self.vocabulary_size = check_positive_int(
+        self.vocabulary_size = check_int(
             "vocabulary_size", vocabulary_size
         )
-        self.embedding_dim = check_positive_int("embedding_dim", embedding_dim)
-        self.units = validate_units(units)
+        self.embedding_dim = check_int("embedding_dim", embedding_dim)
+        self.units = check_int("units", units)
         spec, cell_template = resolve_cell(cell)
         self.cell = cell
-        self.num_layers = check_positive_int("num_layers", num_layers)
+        self.num_layers = check_int("num_layers", num_layers)
         self.attention = check_choice("attention", attention, ATTENTIONS)
         self.attention_units = attention_units
         self.tie_embeddings = bool(tie_embeddings)
-        self.dropout = validate_rate("dropout", dropout)
+        self.dropout = check_rate("dropout", dropout)
         self.seed = seed
         self.seed_generator = keras.random.SeedGenerator(seed)
 

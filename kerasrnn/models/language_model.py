@@ -9,8 +9,8 @@ import numpy as np
 from keras import ops
 
 from kerasrnn import decoding
-from kerasrnn.cells.base import validate_rate
-from kerasrnn.cells.base import validate_units
+from kerasrnn.validation import check_rate
+from kerasrnn.validation import check_int
 from kerasrnn.decoding.options import split_options
 from kerasrnn.cells.registry import resolve_cell
 from kerasrnn.cells.registry import sequence_layer
@@ -144,13 +144,7 @@ class LanguageModel(keras.Model):
         for name, value in (("vocabulary_size", vocabulary_size),
                             ("embedding_dim", embedding_dim),
                             ("num_layers", num_layers)):
-            if isinstance(value, bool) or not isinstance(value, int) or (
-                value < 1
-            ):
-                raise ValueError(
-                    f"`{name}` must be a positive integer. Received: "
-                    f"{name}={value!r}"
-                )
+            check_int(name, value)
         spec, cell_template = resolve_cell(cell)
         layer_class = sequence_layer(spec)
         if tie_weights and embedding_dim != units:
@@ -176,17 +170,17 @@ class LanguageModel(keras.Model):
             )
         self.vocabulary_size = vocabulary_size
         self.embedding_dim = embedding_dim
-        self.units = validate_units(units)
+        self.units = check_int("units", units)
         self.num_layers = num_layers
         self.cell = cell
         self.tie_weights = bool(tie_weights)
-        self.embedding_dropout = validate_rate(
+        self.embedding_dropout = check_rate(
             "embedding_dropout", embedding_dropout
         )
-        self.inter_layer_dropout = validate_rate(
+        self.inter_layer_dropout = check_rate(
             "inter_layer_dropout", inter_layer_dropout
         )
-        self.output_dropout = validate_rate("output_dropout", output_dropout)
+        self.output_dropout = check_rate("output_dropout", output_dropout)
         self.init_scale = init_scale
         self.stateful = bool(stateful)
         self.batch_size = batch_size

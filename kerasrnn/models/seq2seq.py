@@ -10,8 +10,8 @@ import tensorflow as tf
 from keras import ops
 
 from kerasrnn import decoding
-from kerasrnn.cells.base import validate_rate
-from kerasrnn.cells.base import validate_units
+from kerasrnn.validation import check_rate
+from kerasrnn.validation import check_int
 from kerasrnn.decoding.options import split_options
 from kerasrnn.cells.registry import resolve_cell
 from kerasrnn.cells.registry import sequence_layer
@@ -19,8 +19,7 @@ from kerasrnn.cells.registry import serialize_cell
 from kerasrnn.models import initializers
 from kerasrnn.models import text
 from kerasrnn.models.decoder import RecurrentDecoder
-from kerasrnn.models.decoder import check_choice
-from kerasrnn.models.decoder import check_positive_int
+from kerasrnn.validation import check_choice
 from kerasrnn.models.metrics import MaskedTokenAccuracy
 from kerasrnn.models.metrics import Perplexity
 from kerasrnn.models.metrics import SequenceExactMatch
@@ -154,10 +153,10 @@ class Seq2Seq(keras.Model):
         )
         self.initializers = initializers.resolve(locals())
         init = self.initializers
-        self.source_vocabulary_size = check_positive_int(
+        self.source_vocabulary_size = check_int(
             "source_vocabulary_size", source_vocabulary_size
         )
-        self.target_vocabulary_size = check_positive_int(
+        self.target_vocabulary_size = check_int(
             "target_vocabulary_size", target_vocabulary_size
         )
         for name, value in (("bos_id", bos_id), ("eos_id", eos_id),
@@ -177,14 +176,14 @@ class Seq2Seq(keras.Model):
                 f"pad_id={pad_id}"
             )
         self.bos_id, self.eos_id, self.pad_id = bos_id, eos_id, pad_id
-        self.embedding_dim = check_positive_int("embedding_dim", embedding_dim)
-        self.units = validate_units(units)
+        self.embedding_dim = check_int("embedding_dim", embedding_dim)
+        self.units = check_int("units", units)
         spec, cell_template = resolve_cell(cell)
         self.cell = cell
-        self.encoder_layers = check_positive_int(
+        self.encoder_layers = check_int(
             "encoder_layers", encoder_layers
         )
-        self.decoder_layers = check_positive_int(
+        self.decoder_layers = check_int(
             "decoder_layers", decoder_layers
         )
         self.bidirectional = bool(bidirectional)
@@ -205,11 +204,11 @@ class Seq2Seq(keras.Model):
         self.attention = attention
         self.attention_units = attention_units
         self.tie_embeddings = bool(tie_embeddings)
-        self.dropout = validate_rate("dropout", dropout)
+        self.dropout = check_rate("dropout", dropout)
         if max_source_length is not None:
-            check_positive_int("max_source_length", max_source_length)
+            check_int("max_source_length", max_source_length)
         self.max_source_length = max_source_length
-        self.max_target_length = check_positive_int(
+        self.max_target_length = check_int(
             "max_target_length", max_target_length
         )
         self.seed = seed
