@@ -68,7 +68,8 @@ class LanguageModel(keras.Model):
             --embeddings-initializer``).
         kernel_initializer, recurrent_initializer, bias_initializer: the
             recurrent cells' (Keras' defaults ``"glorot_uniform"``,
-            ``"orthogonal"``, ``"zeros"``).
+            ``"orthogonal"``, ``"zeros"``; ``recurrent_initializer=None``
+            keeps the cell's own, e.g. the IndRNN's).
         output_initializer: the softmax kernel (default
             ``"glorot_uniform"``; its bias starts at zero).
         stateful: when ``call`` gets no ``initial_state``, start from the
@@ -123,7 +124,7 @@ class LanguageModel(keras.Model):
         vocabulary=None,
         embeddings_initializer=None,
         kernel_initializer="glorot_uniform",
-        recurrent_initializer="orthogonal",
+        recurrent_initializer=None,
         bias_initializer="zeros",
         output_initializer="glorot_uniform",
         **kwargs,
@@ -214,6 +215,7 @@ class LanguageModel(keras.Model):
             name: init[name] for name in (
                 "kernel_initializer", "recurrent_initializer",
                 "bias_initializer")
+            if init[name] is not None
         }
         if init_scale is not None and (
             "unit_forget_bias" in layer_class.cell_arguments()

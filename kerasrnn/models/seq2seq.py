@@ -75,8 +75,8 @@ class Seq2Seq(keras.Model):
             times more slowly, see ``kerasrnn.models.initializers``).
         kernel_initializer: the cells' input kernels W, encoder and
             decoder (None: ``"glorot_uniform"``).
-        recurrent_initializer: the cells' recurrent kernels U (None:
-            ``"orthogonal"``).
+        recurrent_initializer: the cells' recurrent kernels U (None: the
+            cell's default, ``"orthogonal"`` for a dense ``U``).
         bias_initializer: the biases of the cells, the attention and the
             output layer (None: ``"zeros"``).
         attention_initializer: the attention's kernels (None: uniform in
