@@ -180,8 +180,9 @@ def resolve_cell(cell):
     registered cell class, a cell object, or a serialized cell object (as
     ``get_config`` stores one). A cell object is a template: the model's
     cells take its configuration (activations, initializers, dropout...)
-    except its name and units, and those arguments take precedence over
-    the model's own initializer arguments."""
+    except its name, units, dtype and seed, which the model sets; those
+    arguments take precedence over the model's own initializer
+    arguments."""
     import keras
 
     if isinstance(cell, dict):
@@ -196,7 +197,7 @@ def resolve_cell(cell):
     if isinstance(cell, (str, type)):
         return spec, {}
     arguments = dict(cell.get_config())
-    for key in ("name", "units", "dtype", "trainable"):
+    for key in ("name", "units", "dtype", "trainable", "seed"):
         arguments.pop(key, None)
     return spec, arguments
 
