@@ -160,6 +160,13 @@ def test_a_cell_with_only_step_trains_on_the_generic_loop():
 
     layer = kerasrnn.RNN(LeakyCell(3), return_sequences=True)
     assert not layer.cell.supports_fused
+    assert layer.cell.fused_path_note == (
+        "LeakyCell does not define fused_step_backward, "
+        "fused_parameter_gradients: it trains on the generic loop."
+    )
+    assert "'hard_sigmoid' has no derivative" in kerasrnn.LSTMCell(
+        2, recurrent_activation="hard_sigmoid").fused_path_note
+    assert kerasrnn.IndRNNCell(2).fused_path_note is None
     x = np.random.default_rng(1).normal(size=(4, 5, 2)).astype("float32")
     model = keras.Sequential([keras.Input((5, 2)), layer,
                               keras.layers.Dense(1)])

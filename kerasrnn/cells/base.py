@@ -296,20 +296,40 @@ class RecurrentCell(keras.layers.Layer):
 
     @property
     def supports_fused(self):
-        """Whether the fused path applies: the cell's class defines its
-        ``step`` and a backward for it (``fused_step_backward`` and
-        ``fused_parameter_gradients``) and every activation has a
-        derivative known to it. Otherwise ``RNN`` runs the generic loop
-        (same values, autodiff gradients)."""
-        implemented = all(
-            getattr(type(self), name) is not getattr(RecurrentCell, name)
-            for name in ("step", "fused_step_backward",
-                         "fused_parameter_gradients")
-        ) and type(self).recurrent_step is RecurrentCell.recurrent_step
-        return implemented and all(
-            output_derivative(activation) is not None
-            for activation in self.fused_activations()
-        )
+        """Whether the fused path applies (``fused_path_note`` is None)."""
+        return self.fused_path_note is None
+
+    @property
+    def fused_path_note(self):
+        """None when ``RNN`` can train this cell on the fused path, else
+        why it runs the generic loop instead (same values, autodiff
+        gradients): the cell's class must define its ``step`` and a
+        backward for it (``fused_step_backward``,
+        ``fused_parameter_gradients``) and not override
+        ``recurrent_step``, and every activation must have a derivative
+        known to the fused path."""
+        name = type(self).__name__
+        missing = [
+            method for method in ("step", "fused_step_backward",
+                                  "fused_parameter_gradients")
+            if getattr(type(self), method) is getattr(RecurrentCell, method)
+        ]
+        if missing:
+            return (f"{name} does not define {', '.join(missing)}: it "
+                    "trains on the generic loop.")
+        if type(self).recurrent_step is not RecurrentCell.recurrent_step:
+            return (f"{name} overrides recurrent_step, so its step may not "
+                    "be its equations: it trains on the generic loop.")
+        for activation in self.fused_activations():
+            if output_derivative(activation) is None:
+                return (
+                    f"{name}'s activation "
+                    f"{keras.activations.serialize(activation)!r} has no "
+                    "derivative written in terms of its output (tanh, "
+                    "sigmoid, relu and linear do): it trains on the generic "
+                    "loop."
+                )
+        return None
 
     def fused_activations(self):
         return [self.activation]

@@ -25,7 +25,7 @@ class RNN(keras.layers.Layer):
     """Runs a cell over a sequence, like ``keras.layers.RNN``.
 
     The input part of every gate, ``x_t W + b``, is computed for all steps in
-    one matmul before the loop; the loop does only ``recurrent_step``.
+    one matmul before the loop; the loop does only the cell's ``step``.
     Equivalent loop, for ``sequences`` of shape ``(B, T, F)``::
 
         states = initial_state or zeros
@@ -60,6 +60,7 @@ class RNN(keras.layers.Layer):
             hand-written backward pass; otherwise a forward-only loop that
             keeps no cache (autodiff still works through it). False forces
             the generic loop with autodiff; all give the same numbers.
+            ``cell.fused_path_note`` says why a cell runs the generic loop.
 
     Call arguments:
         sequences: float ``(B, T, F)``.
