@@ -30,7 +30,8 @@ same way (punctuation and unknown words become ``<unk>``).
 
 Outputs in --out (default artifacts/probing_lab): ``probes.png`` (accuracy
 vs depth, both directions), ``probes_forward.png``, ``results.md`` (the
-table, the verdict, the settings), ``results.json``.
+table, the verdict, the settings), ``results.json``, and the two LMs'
+weights (``--reuse`` probes them again without training).
 """
 
 import argparse
@@ -176,8 +177,10 @@ def real_data(folder, pos_train):
     tagged_test = read_conllu(ewt / "en_ewt-ud-dev.conllu")
     rated_train = read_sst(folder / "sst" / "train.txt")
     rated_test = read_sst(folder / "sst" / "dev.txt")
-    convert = (lambda rows: [([ptb_word(w) for w in words], y)
-                             for words, y in rows])
+
+    def convert(rows):
+        return [([ptb_word(w) for w in words], y) for words, y in rows]
+
     return (lm_tokens, convert(tagged_train), convert(tagged_test),
             convert(rated_train), convert(rated_test))
 
@@ -269,8 +272,11 @@ def tag_ids(train, test):
     tags = sorted({t for _, tags in train for t in tags})
     index = {tag: i for i, tag in enumerate(tags)}
     # A tag unseen in training cannot be predicted: it counts as an error.
-    convert = (lambda rows: [(words, [index.get(t, len(tags)) for t in tags_])
-                             for words, tags_ in rows])
+
+    def convert(rows):
+        return [(words, [index.get(t, len(tags)) for t in row_tags])
+                for words, row_tags in rows]
+
     return convert(train), convert(test), tags
 
 
@@ -314,13 +320,21 @@ def verdict(results, control):
         f"({pos.accuracy:.3f}); for {SENTIMENT_TASK}: depth "
         f"{sentiment.depth} ({sentiment.accuracy:.3f}).",
     ]
+    top = max(r.depth for r in results)
+    # Read as: syntax peaks at a lower layer than semantics does.
     holds = pos.depth < sentiment.depth
+    if holds:
+        detail = (f": POS peaks at depth {pos.depth}, below sentiment's "
+                  f"peak at depth {sentiment.depth}"
+                  + ("" if sentiment.depth == top else
+                     f" (not the top layer, depth {top})") + ".")
+    else:
+        detail = (f": POS peaks at depth {pos.depth}, sentiment at depth "
+                  f"{sentiment.depth}.")
     lines.append(
         "- the claim (syntax best in the first layers, semantics in the "
         f"last) {'HELD' if holds else 'DID NOT HOLD'} on this setup"
-        + ("." if holds else
-           f": syntax peaks at depth {pos.depth}, semantics at depth "
-           f"{sentiment.depth}.")
+        + detail
     )
     for task in (POS_TASK, SENTIMENT_TASK):
         gains = []
@@ -353,6 +367,9 @@ def parse_arguments(argv=None):
                         help="EWT training sentences for the POS probes")
     parser.add_argument("--probe-epochs", type=int, default=10)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--reuse", action="store_true",
+                        help="load the LMs saved in --out by an earlier run "
+                        "instead of training them (probes only)")
     return parser.parse_args(argv)
 
 
@@ -380,12 +397,27 @@ def main(argv=None):
           f"{len(tags)} POS tags; <unk> rate in the POS test sentences "
           f"{unknown:.3f}", flush=True)
 
+    out = pathlib.Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
     forward_lm = build_lm(args, vocabulary, args.seed)
     backward_lm = build_lm(args, vocabulary, args.seed + 100)
-    forward_history, forward_trainer = train_lm(
-        forward_lm, ids, args, "forward")
-    backward_history, backward_trainer = train_lm(
-        backward_lm, ids[::-1].copy(), args, "backward")
+    histories, trainers = {}, {}
+    for direction, model, stream in (("forward", forward_lm, ids),
+                                     ("backward", backward_lm,
+                                      ids[::-1].copy())):
+        weights = out / f"{direction}_lm.weights.h5"
+        if args.reuse and weights.exists():
+            model.load_weights(weights)
+            trainers[direction] = TBPTTTrainer(
+                model, args.batch_size, args.num_steps)
+            histories[direction] = "loaded from " + str(weights)
+            print(f"  {direction} LM loaded from {weights}", flush=True)
+            continue
+        histories[direction], trainers[direction] = train_lm(
+            model, stream, args, direction)
+        model.save_weights(weights)
+    forward_trainer = trainers["forward"]
+    backward_trainer = trainers["backward"]
     held = ids[-20000:] if args.data is None else None
     if args.data is not None:
         valid = read_tokens(os.path.join(args.data, "ptb", "ptb.valid.txt"))
@@ -406,8 +438,6 @@ def main(argv=None):
     control = probe_model("random", control_forward, control_backward,
                           data, vocabulary, args)
 
-    out = pathlib.Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     both = {"trained biLM": results, "random-weights control": control}
     plot_probes(both, out / "probes.png", direction="both",
                 title="linear probes, forward + backward states")
@@ -433,8 +463,7 @@ def main(argv=None):
     (out / "results.json").write_text(json.dumps({
         "args": vars(args),
         "perplexity": perplexity,
-        "history": {"forward": forward_history,
-                    "backward": backward_history},
+        "history": histories,
         "trained": [r.__dict__ for r in results],
         "random": [r.__dict__ for r in control],
         "claim_held": holds,

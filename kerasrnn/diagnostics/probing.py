@@ -325,7 +325,7 @@ def _check_rows(name, features, labels):
 
 def fit_probe(train_features, train_labels, test_features, test_labels,
               num_classes=None, epochs=10, batch_size=256,
-              learning_rate=3e-3, seed=0):
+              learning_rate=3e-3, min_steps=1000, seed=0):
     """Trains a linear softmax probe and returns its accuracies.
 
     The features are standardised with the training rows' mean and
@@ -338,6 +338,8 @@ def fit_probe(train_features, train_labels, test_features, test_labels,
         train_labels, test_labels: int ``(rows,)`` class ids.
         num_classes: C (default: the largest label + 1).
         epochs, batch_size, learning_rate: of the probe's training.
+        min_steps: train for more epochs when ``epochs`` would give fewer
+            updates than this (small training sets).
         seed: of the probe's initial weights and the shuffling.
 
     Returns:
@@ -376,13 +378,15 @@ def fit_probe(train_features, train_labels, test_features, test_labels,
     # Shuffled once per epoch by a generator of its own: the same seed
     # gives the same probe whatever the global random state.
     rng = np.random.default_rng(seed)
+    # Small training sets get more epochs: at least ``min_steps`` updates.
+    epochs = max(epochs, -(-min_steps * batch_size // len(x_train)))
     order = np.concatenate([rng.permutation(len(x_train))
                             for _ in range(epochs)])
     # One pass over the epochs' permutations end to end.
     dataset = tf.data.Dataset.from_tensor_slices(
         (x_train[order], y_train[order])
     ).batch(batch_size)
-    probe.fit(dataset, epochs=1, verbose=0)
+    probe.fit(dataset, epochs=1, shuffle=False, verbose=0)
 
     def accuracy(x, y):
         predicted = np.concatenate([
