@@ -244,3 +244,15 @@ def test_bad_metric_inputs():
         mc.reliability_curve(np.ones((3, 2)) / 2, np.zeros(3), bins=0)
     with pytest.raises(ValueError, match="same batch"):
         mc.seq2seq_scores(None, np.zeros((2, 3)), np.zeros((3, 3)))
+
+
+def test_batches_give_every_row_all_samples():
+    model = classifier(dropout=0.0, recurrent_dropout=0.0)
+    x = inputs(batch=7)
+    whole = mc.mc_dropout(model, x, samples=2, seed=0)
+    cut = mc.mc_dropout(model, x, samples=2, seed=0, batch_size=3)
+    assert cut.samples.shape == (2, 7, 4)
+    np.testing.assert_allclose(cut.samples, whole.samples, atol=1e-6)
+    with pytest.raises(ValueError, match="same number of rows"):
+        mc.mc_dropout(model, (x, x[:2]), samples=2, batch_size=3,
+                      forward=lambda b, training: model(b[0]))

@@ -145,7 +145,7 @@ def _as_numpy(outputs, output):
 
 
 def mc_dropout(model, inputs, samples=30, seed=None, output="logits",
-               forward=None):
+               forward=None, batch_size=None):
     """Runs ``model`` ``samples`` times with dropout on.
 
     Each sample is ``forward(inputs, training=True)`` (default
@@ -169,6 +169,10 @@ def mc_dropout(model, inputs, samples=30, seed=None, output="logits",
         forward: optional ``forward(inputs, training) -> tensor``, for
             models whose call returns several things or a score to be
             computed (``seq2seq_scores``).
+        batch_size: None: ``inputs`` is one batch. An int: ``inputs`` (an
+            array, or a tuple of arrays with one row per example) is cut
+            into batches of this many rows along the first axis; each batch
+            gets all N samples.
 
     Returns:
         An ``MCPrediction``: ``samples (N, *shape)``, ``mean``, ``std``
@@ -215,14 +219,39 @@ def mc_dropout(model, inputs, samples=30, seed=None, output="logits",
                 ops.convert_to_tensor([seed, 1000003 * (index + 1)]),
                 generator.state.dtype,
             ))
+    if batch_size is None:
+        batches = [inputs]
+    else:
+        _check_count("batch_size", batch_size, 1)
+        batches = _batches(inputs, batch_size)
     try:
-        drawn = [_as_numpy(forward(inputs, training=True), output)
-                 for _ in range(samples)]
+        drawn = np.concatenate([
+            np.stack([_as_numpy(forward(batch, training=True), output)
+                      for _ in range(samples)])
+            for batch in batches
+        ], axis=1)
     finally:
         if seed is not None:
             for generator, state in zip(generators, saved):
                 generator.state.assign(state)
-    return MCPrediction(samples=np.stack(drawn), output=output)
+    return MCPrediction(samples=drawn, output=output)
+
+
+def _batches(inputs, batch_size):
+    parts = inputs if isinstance(inputs, tuple) else (inputs,)
+    parts = [np.asarray(part) for part in parts]
+    rows = {len(part) for part in parts}
+    if len(rows) != 1:
+        raise ValueError(
+            "With `batch_size`, every input array needs the same number of "
+            f"rows. Received: {sorted(rows)}"
+        )
+    count = rows.pop()
+    batches = []
+    for start in range(0, count, batch_size):
+        cut = tuple(part[start:start + batch_size] for part in parts)
+        batches.append(cut if isinstance(inputs, tuple) else cut[0])
+    return batches
 
 
 def seq2seq_scores(model, source, target):
