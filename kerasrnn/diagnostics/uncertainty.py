@@ -6,7 +6,10 @@ samples ``ω_n ~ q(ω)``, and the spread of the outputs measures the model's
 uncertainty. ``mc_dropout`` does exactly that: each sample is one forward
 pass with ``training=True``, so every kerasrnn cell draws its variational
 masks (one input mask and one recurrent mask per sequence, as in training)
-and every ``Dropout`` layer its own. With ``seed`` given, the model's seed
+and every ``Dropout`` layer its own (per element, as in training: the
+``inter_layer_dropout`` of a stack and a ``LanguageModel``'s embedding and
+output dropout are ``keras.layers.Dropout``, so those masks change from
+step to step). With ``seed`` given, the model's seed
 generators are set from it for the run and restored afterwards, so the
 samples repeat exactly and the model's own random stream is left as it was.
 
