@@ -8,6 +8,9 @@ pooling are checked against NumPy indexing, and the probe against
 separable and random labels.
 """
 
+import importlib.util
+import pathlib
+
 import keras
 import numpy as np
 import pytest
@@ -18,6 +21,7 @@ from reference import numpy_rnn as ref
 import kerasrnn
 from kerasrnn.diagnostics import probing
 from kerasrnn.models import LanguageModel
+from kerasrnn.models.lm_data import Vocabulary
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 KINDS = {kerasrnn.LSTM: "lstm", kerasrnn.GRU: "gru",
@@ -256,3 +260,59 @@ def test_bad_input():
         probing.held_out_split(10, 1.5)
     with pytest.raises(ValueError, match="`direction`"):
         probing.plot_probes([], "x.png", direction="up")
+
+
+def load_lab():
+    """examples/probing_lab.py as a module (examples are not a package)."""
+    path = pathlib.Path(__file__).resolve().parents[1] / "examples" / (
+        "probing_lab.py")
+    spec = importlib.util.spec_from_file_location("probing_lab", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_lab_bilm_rows_realign_the_backward_lm(tmp_path):
+    lab = load_lab()
+    words = ["a", "b", "c", "d", "e"]
+    vocabulary = Vocabulary(["<unk>", "<eos>"] + words)
+    forward = LanguageModel(7, embedding_dim=4, units=4, num_layers=2)
+    backward = LanguageModel(7, embedding_dim=4, units=4, num_layers=2)
+    rows = [(["a", "b", "c", "d"], [0, 1, 2, 3]), (["e", "a"], [4, 5]),
+            (["c", "b", "e"], [6, 7, 8])]
+    entries, labels = lab.bilm_features(forward, backward, rows, vocabulary,
+                                        None)
+    # Rows come sorted by sentence length (stable): 2, 3, 4 tokens.
+    np.testing.assert_array_equal(labels, [4, 5, 6, 7, 8, 0, 1, 2, 3])
+    by_name = {e.name: e for e in entries}
+    top = by_name["layer_1/backward"].values
+    start = 0
+    for sentence, _ in sorted(rows, key=lambda r: len(r[0])):
+        ids, _ = vocabulary.encode(sentence[::-1])
+        _, states = backward(ids[None], return_state=True)
+        # Token 0 of the sentence is the backward LM's last step.
+        np.testing.assert_allclose(top[start],
+                                   ops.convert_to_numpy(states[-2])[0],
+                                   atol=1e-5)
+        start += len(sentence)
+    both = by_name["layer_1"].values
+    np.testing.assert_array_equal(
+        both, np.concatenate([by_name["layer_1/forward"].values, top], 1))
+
+
+def test_lab_readers(tmp_path):
+    lab = load_lab()
+    conllu = tmp_path / "x.conllu"
+    conllu.write_text(
+        "# text = Don't go.\n1-2\tDon't\t_\t_\t_\t_\t_\t_\t_\t_\n"
+        "1\tDo\tdo\tAUX\t_\t_\t0\t_\t_\t_\n2\tn't\tnot\tPART\t_\t_\t0\t_\t_\t_\n"
+        "3\tgo\tgo\tVERB\t_\t_\t0\t_\t_\t_\n\n", encoding="utf-8")
+    assert lab.read_conllu(conllu) == [(["Do", "n't", "go"],
+                                        ["AUX", "PART", "VERB"])]
+    sst = tmp_path / "sst.txt"
+    sst.write_text("(3 (2 A) (4 good\u00a0film))\n(2 (2 meh) (2 .))\n"
+                   "(1 (1 bad) (2 .))\n", encoding="utf-8")
+    assert lab.read_sst(sst) == [(["A", "good\u00a0film"], 1),
+                                 (["bad", "."], 0)]
+    assert [lab.ptb_word(w) for w in ("Bush", "1,000", "3.5", "N.Y.")] == [
+        "bush", "N", "N", "n.y."]
