@@ -39,6 +39,7 @@ import json
 import os
 import pathlib
 import re
+import sys
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -374,6 +375,7 @@ def parse_arguments(argv=None):
 
 
 def main(argv=None):
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = parse_arguments(argv)
     keras.utils.set_random_seed(args.seed)
     started = time.perf_counter()
@@ -448,8 +450,8 @@ def main(argv=None):
     wall = time.perf_counter() - started
     report = "\n".join([
         "# Probing lab", "",
-        f"Command: `python examples/probing_lab.py "
-        f"{'--data ' + args.data if args.data else ''}`", "",
+        "Command: `" + " ".join(["python examples/probing_lab.py",
+                                 *argv]) + "`", "",
         f"biLM: 2 x {args.layers}-layer LSTM LMs ({args.units} units, "
         f"tied, dropout {args.dropout}), {args.epochs} epoch(s) of "
         f"{len(ids)} tokens each; valid perplexity forward "

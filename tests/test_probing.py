@@ -316,3 +316,22 @@ def test_lab_readers(tmp_path):
                                  (["bad", "."], 0)]
     assert [lab.ptb_word(w) for w in ("Bush", "1,000", "3.5", "N.Y.")] == [
         "bush", "N", "N", "n.y."]
+
+
+def test_plot_points_pick_one_entry_per_depth():
+    def result(name, depth, direction, accuracy):
+        return probing.ProbeResult("t", name, depth, direction, accuracy,
+                                   1.0, 0.5, 10, 10, 4)
+
+    bidirectional = [result("input/forward", 0, "forward", 0.1),
+                     result("input", 0, "both", 0.2),
+                     result("layer_0/forward", 1, "forward", 0.3),
+                     result("layer_0", 1, "both", 0.4)]
+    assert probing._points(bidirectional, "t", "both") == [(0, 0.2),
+                                                          (1, 0.4)]
+    assert probing._points(bidirectional, "t", "forward") == [(0, 0.1),
+                                                             (1, 0.3)]
+    unidirectional = [result("input", 0, "both", 0.2),
+                      result("layer_0", 1, "forward", 0.5)]
+    assert probing._points(unidirectional, "t", "both") == [(0, 0.2),
+                                                           (1, 0.5)]

@@ -482,14 +482,32 @@ def format_probe_table(results, models=None):
     return "\n".join(lines)
 
 
+def _points(results, task, direction):
+    """``(depth, accuracy)`` per depth: the entry of ``direction`` there,
+    else the depth's only entry (the input; a unidirectional layer)."""
+    by_depth = {}
+    for r in results:
+        if r.task == task:
+            by_depth.setdefault(r.depth, []).append(r)
+    points = []
+    for depth, entries in sorted(by_depth.items()):
+        chosen = [r for r in entries if r.direction == direction]
+        if not chosen and len(entries) == 1:
+            chosen = entries
+        if chosen:
+            points.append((depth, chosen[0].accuracy))
+    return points
+
+
 def plot_probes(results, path, direction="both", title=None):
     """Probe accuracy against depth: one panel per task, one line per model.
 
     Args:
         results: ``{model label: [ProbeResult, ...]}`` or one list.
         path: a ``.png`` path (its folder is created).
-        direction: which entries to draw per depth (``"both"``: the
-            merged layers and the input; ``"forward"``/``"backward"``).
+        direction: which entry to draw per depth (``"both"``: the merged
+            layers; ``"forward"``/``"backward"``); a depth with one entry
+            only (the input, a unidirectional layer) draws that one.
         title: optional figure title.
 
     Returns:
@@ -514,10 +532,7 @@ def plot_probes(results, path, direction="both", title=None):
         axes = figure.add_subplot(1, len(tasks), column + 1)
         floor = None
         for label, rs in results.items():
-            points = sorted(
-                (r.depth, r.accuracy) for r in rs if r.task == task and (
-                    r.direction == direction or r.depth == 0)
-            )
+            points = _points(rs, task, direction)
             if not points:
                 continue
             depths, accuracies = zip(*points)
