@@ -16,7 +16,7 @@ from kerasrnn.layers.fused_loop import keras_outputs
 from kerasrnn.layers.fused_loop import last_keras_output
 from kerasrnn.layers.fused_loop import run_forward_loop
 from kerasrnn.layers.fused_loop import run_fused_loop
-from kerasrnn.layers.time_loop import active_probe
+from kerasrnn.layers.time_loop import active_state_hook
 from kerasrnn.layers.time_loop import run_time_loop
 
 
@@ -193,7 +193,7 @@ class RNN(keras.layers.Layer):
         weight_mask = self.cell.weight_dropout_mask(training)
         if weight_mask is not None:
             self.cell.check_weight_dropout()
-        probe = active_probe()
+        probe = active_state_hook()
         if probe is not None:
             return self._result(
                 *self._generic_loop(sequences, states, mask, recurrent_mask,
@@ -306,7 +306,7 @@ class RNN(keras.layers.Layer):
                       weight_mask=None, probe=None):
         """The cell's ``recurrent_step`` in the core time loop (its
         ``step`` with the DropConnect-masked ``U`` when ``weight_mask``
-        is given); with a ``probe`` (``time_loop.probing``), its
+        is given); with a ``probe`` (``time_loop.state_hook``), its
         perturbation ``ε_k`` is added to the states of step ``k``."""
         cell = self.cell
         projected = cell.project_inputs(sequences)
