@@ -152,9 +152,12 @@ def load_vectors(path, vocabulary, dim, seed=0, scale=0.05):
 class TreeBatches(keras.utils.PyDataset):
     """Batches of encoded trees for ``fit``/``evaluate``/``predict``.
 
-    Trees are bucketed by size (sorted within windows of 50 batches, then
-    the batches shuffled each epoch when ``shuffle``) so a batch pads
-    little; each batch is encoded on its own (its own ``N`` and ``K``).
+    Trees are bucketed by size (sorted within windows of 50 batches, the
+    batches shuffled each epoch when ``shuffle``), so that the trees of a
+    batch have similar heights: a batch runs as many levels as its tallest
+    tree. Every batch is padded to the data set's largest tree and widest
+    node (per side of a pair): one shape, so ``fit`` traces its step once
+    (Keras infers the input shapes from the first two batches).
 
     Args:
         inputs: a list of trees, or (pairs) a tuple of two lists.
@@ -165,7 +168,7 @@ class TreeBatches(keras.utils.PyDataset):
         batch_size: trees per batch.
         shuffle: reshuffle the batches every epoch.
         seed: the shuffling seed.
-        max_children: ``K`` for every batch (default: each batch's widest).
+        max_children: ``K`` for every batch (default: the widest node).
         target_fn: maps the per-row targets of a batch to ``y``.
     """
 
@@ -181,7 +184,13 @@ class TreeBatches(keras.utils.PyDataset):
         self.target_fn = target_fn
         self.batch_size = batch_size
         self.shuffle = shuffle
-        self.max_children = max_children
+        sides = inputs if self.pairs else (inputs,)
+        self.max_nodes = [max(t.size for t in side) for side in sides]
+        if max_children is None:
+            max_children = max(
+                max(len(k) for t in side for k in t.children) for side in sides
+            )
+        self.max_children = max(max_children, 1)
         self.rng = np.random.default_rng(seed)
         sizes = np.array([
             t.size + (inputs[1][i].size if self.pairs else 0)
@@ -205,16 +214,19 @@ class TreeBatches(keras.utils.PyDataset):
         if self.shuffle:
             self.rng.shuffle(self.batches)
 
-    def _encode(self, trees, prefix=""):
+    def _encode(self, trees, side=0, prefix=""):
         x, labels = encode(trees, self.vocabulary,
-                           max_children=self.max_children)
+                           max_children=self.max_children,
+                           max_nodes=self.max_nodes[side])
         return {f"{prefix}{k}": v for k, v in x.items()}, labels
 
     def __getitem__(self, index):
         rows = self.batches[index]
         if self.pairs:
-            x, _ = self._encode([self.inputs[0][i] for i in rows], "a_")
-            x.update(self._encode([self.inputs[1][i] for i in rows], "b_")[0])
+            x, _ = self._encode([self.inputs[0][i] for i in rows], 0, "a_")
+            x.update(
+                self._encode([self.inputs[1][i] for i in rows], 1, "b_")[0]
+            )
             labels = None
         else:
             x, labels = self._encode([self.inputs[i] for i in rows])
@@ -224,3 +236,72 @@ class TreeBatches(keras.utils.PyDataset):
             return x, self.targets(labels)
         return x, self.target_fn(np.asarray(self.targets)[rows])
 
+
+
+# The built-in sentiment set: word polarities, and "not"/"never" flip the
+# phrase they head.
+_POLARITY = {
+    "superb": 2, "wonderful": 2, "good": 1, "funny": 1, "warm": 1,
+    "awful": -2, "dreadful": -2, "bad": -1, "dull": -1, "flat": -1,
+}
+_NEUTRAL = ("the", "film", "story", "cast", "a", "plot", "is", "and", "was",
+            "very", "its", "ending")
+_NEGATORS = ("not", "never")
+
+
+def sample_sentiment_trees(count, seed=0):
+    """``count`` SST-like binary trees (labels 0-4 at every node) over a
+    small vocabulary, for running the examples without data.
+
+    A leaf's label is ``2 + polarity(word)``; an inner node's is
+    ``2 - s_r`` when its left child is "not"/"never" (negation of the
+    right phrase, ``s_r`` its label minus 2) and ``2 + clip(s_l + s_r, -2,
+    2)`` otherwise, so the root depends on the tree's structure.
+    """
+    rng = np.random.default_rng(seed)
+    words = list(_POLARITY) + list(_NEUTRAL) * 2 + list(_NEGATORS) * 2
+    trees = []
+    for _ in range(count):
+        length = int(rng.integers(2, 12))
+        sentence = [words[i] for i in rng.integers(0, len(words), length)]
+        trees.append(parse_bracketed(_sentiment_bracket(sentence, rng)[0]))
+    return trees
+
+
+def _sentiment_bracket(words, rng):
+    if len(words) == 1:
+        word = words[0]
+        score = _POLARITY.get(word, 0)
+        return f"({score + 2} {word})", score, word in _NEGATORS
+    split = int(rng.integers(1, len(words)))
+    left, s_left, negator = _sentiment_bracket(words[:split], rng)
+    right, s_right, _ = _sentiment_bracket(words[split:], rng)
+    score = -s_right if negator else int(np.clip(s_left + s_right, -2, 2))
+    return f"({score + 2} {left} {right})", score, False
+
+
+def sample_relatedness_pairs(count, seed=0):
+    """``count`` pairs of dependency trees with a relatedness score in
+    [1, 5], for running the SICK example without data: tree b is tree a
+    with ``k`` of its ``n`` words replaced, score ``5 - 4k/n``.
+
+    Returns ``(trees_a, trees_b, scores)``.
+    """
+    rng = np.random.default_rng(seed)
+    vocabulary = list(_POLARITY) + list(_NEUTRAL) + ["dog", "man", "runs",
+                                                     "ball", "park", "cat"]
+    trees_a, trees_b, scores = [], [], []
+    for _ in range(count):
+        size = int(rng.integers(3, 10))
+        parents = [0] + [int(rng.integers(1, w + 1)) for w in range(1, size)]
+        words = [vocabulary[i] for i in rng.integers(0, len(vocabulary),
+                                                     size)]
+        changed = int(rng.integers(0, size + 1))
+        other = list(words)
+        for position in rng.choice(size, changed, replace=False):
+            other[position] = vocabulary[int(rng.integers(len(vocabulary)))]
+        same = sum(a == b for a, b in zip(words, other))
+        trees_a.append(from_parents(parents, words))
+        trees_b.append(from_parents(parents, other))
+        scores.append(1.0 + 4.0 * same / size)
+    return trees_a, trees_b, np.array(scores)
