@@ -122,20 +122,19 @@ class TreeRNN(keras.layers.Layer):
             ops.reshape(inputs, (total, ops.shape(inputs)[-1]))
         )
         children = ops.cast(children, "int32")
-        slots = children.shape[-1]
         positions = self.cell.positions
-        if positions is not None and slots < positions:
-            children = ops.pad(
-                children, [[0, 0], [0, 0], [0, positions - slots]],
-                constant_values=-1,
-            )
-            slots = positions
+        if positions is not None and children.shape[-1] != positions:
+            # Fewer slots than positions (build refused more): the extra
+            # positions are empty.
+            missing = positions - ops.shape(children)[-1]
+            children = ops.pad(children, [[0, 0], [0, 0], [0, missing]],
+                               constant_values=-1)
         # Children as rows of the flat state table; row `total` is a zero
         # row that every missing child reads.
         offsets = ops.reshape(ops.arange(shape[0], dtype="int32") * shape[1],
                               (-1, 1, 1))
         rows = ops.reshape(
-            ops.where(children >= 0, children + offsets, total), (total, slots)
+            ops.where(children >= 0, children + offsets, total), (total, -1)
         )
         flat_levels = ops.reshape(ops.cast(levels, "int32"), (total,))
         units = self.cell.units
