@@ -2,6 +2,8 @@
 
 Layout: ``cells`` (one time step) → ``layers`` (time loop, directions,
 stacks, pooling) → ``weights`` (Keras / PyTorch / ONNX layouts).
+``trees``: recursive networks over trees (Tree-RNN, N-ary and Child-Sum
+Tree-LSTM, run level by level).
 """
 
 from kerasrnn import requirements
