@@ -78,14 +78,14 @@ def tree_classifier_parts(model):
     return embedding, tree, head
 
 
-def _activation(graph, name, value, hint):
-    op = ACTIVATIONS.get(name)
+def _activation(builder, name, value, hint):
     if name not in ACTIVATIONS:
         raise ValueError(
             f"Activation {name!r} has no ONNX export here; expected one of "
             f"{sorted(ACTIVATIONS)}."
         )
-    return value if op is None else graph.op(op, [value], hint)
+    op = ACTIVATIONS[name]
+    return value if op is None else builder.op(op, [value], hint)
 
 
 def _cell_step(graph, body, cell, inputs, children, hint):
