@@ -170,6 +170,10 @@ def test_export_refuses_other_models_and_keys(tmp_path):
     with pytest.raises(ValueError, match="Expected a kerasrnn.trees."
                                          "tree_classifier"):
         build_tree_onnx(model)
+    softplus = tree_classifier(4, RecursiveCell(3, activation="softplus"),
+                               2, embedding_dim=2)
+    with pytest.raises(ValueError, match="Activation 'softplus' has no ONNX"):
+        build_tree_onnx(softplus)
     with pytest.raises(ValueError, match="vocabulary's `key`"):
         to_onnx_tree(random_model("recursive"), tmp_path,
                      Vocabulary([], key=str.lower))
