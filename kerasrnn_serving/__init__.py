@@ -19,6 +19,6 @@ __version__ = "0.1.0"
 from kerasrnn_serving.generator import Generator  # noqa: E402
 from kerasrnn_serving.predictor import InputError  # noqa: E402
 from kerasrnn_serving.predictor import Predictor  # noqa: E402
-from kerasrnn_serving.predictor import read_manifest  # noqa: E402
+from kerasrnn_serving.manifest import read as read_manifest  # noqa: E402
 
 __all__ = ["Generator", "InputError", "Predictor", "read_manifest"]

@@ -29,7 +29,7 @@ from kerasrnn_serving.app import Limits
 from kerasrnn_serving.generator import Generator
 from kerasrnn_serving.predictor import InputError
 from kerasrnn_serving.predictor import Predictor
-from kerasrnn_serving.predictor import read_manifest
+from kerasrnn_serving.manifest import read as read_manifest
 from kerasrnn_serving.server import serve
 
 # --flag -> search option.

@@ -31,7 +31,7 @@ from kerasrnn_serving.predictor import CPU
 from kerasrnn_serving.predictor import CUDA
 from kerasrnn_serving.predictor import InputError
 from kerasrnn_serving.predictor import check_graph
-from kerasrnn_serving.predictor import read_manifest
+from kerasrnn_serving.manifest import read as read_manifest
 
 KINDS = ("seq2seq", "language_model")
 DEFAULT_METHOD = {"seq2seq": "greedy", "language_model": "sample"}

@@ -20,14 +20,14 @@ lengths) are padded for masked inputs. Large batches run in chunks of
 ``batch_size`` rows.
 """
 
-import json
 import pathlib
 
 import numpy as np
 import onnxruntime
 
-MANIFEST_FILE = "manifest.json"
-MANIFEST_FORMAT = "kerasrnn-onnx"
+from kerasrnn_serving.manifest import MANIFEST_FILE
+from kerasrnn_serving.manifest import read as read_manifest
+
 CUDA = "CUDAExecutionProvider"
 CPU = "CPUExecutionProvider"
 
@@ -267,27 +267,6 @@ def check_vocabulary(manifest_path, graph_path, inputs):
                     f"its embedding table in {graph_path.name} has {rows} "
                     "rows."
                 )
-
-
-def read_manifest(directory):
-    """The manifest of an export directory, checked for its format."""
-    path = pathlib.Path(directory) / MANIFEST_FILE
-    if not path.exists():
-        raise FileNotFoundError(
-            f"No {MANIFEST_FILE} in {directory}: export the model with "
-            "kerasrnn.export.to_onnx(model, directory)."
-        )
-    manifest = json.loads(path.read_text())
-    if manifest.get("format") != MANIFEST_FORMAT or manifest.get(
-        "format_version"
-    ) != 1:
-        raise ValueError(
-            f"{path} is not a kerasrnn ONNX manifest (format "
-            f"{manifest.get('format')!r}, version "
-            f"{manifest.get('format_version')!r}; expected "
-            f"{MANIFEST_FORMAT!r}, 1)."
-        )
-    return manifest
 
 
 def _describe(entry):

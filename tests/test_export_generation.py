@@ -1,5 +1,6 @@
 """Exported generation against Keras: a matrix of 24 ``Seq2Seq``
-configurations and 4 language models.
+configurations, two more for every other registered cell, and 4 language
+models.
 
 For each: the exported first state and step equal ``encode`` /
 ``decode_step`` to 1e-5; greedy and beam search (widths 1, 3, 5, with and
@@ -20,6 +21,7 @@ import tensorflow as tf
 
 import parity
 from kerasrnn import decoding
+from kerasrnn.cells import cell_names
 from kerasrnn.export import generation
 from kerasrnn.export import to_onnx
 from kerasrnn.models import LanguageModel
@@ -41,6 +43,17 @@ CONFIGS = [
      "bridge": BRIDGES[index % 3], "tie_embeddings": index % 4 == 1}
     for index, (cell, attention, shape) in enumerate(
         itertools.product(CELLS, ATTENTIONS, SHAPES))
+]
+# Every other registered cell (the peephole LSTM, the IndRNN...): a plain
+# model and a deep bidirectional one with attention.
+CONFIGS += [
+    config
+    for cell in cell_names() if cell not in CELLS
+    for config in (
+        {"cell": cell, "attention": None, "bridge": "copy"},
+        {"cell": cell, "attention": "bahdanau", "bidirectional": True,
+         "encoder_layers": 2, "decoder_layers": 2, "bridge": "dense"},
+    )
 ]
 for config in CONFIGS:
     if config["bridge"] == "copy" and config.get("encoder_layers", 1) != (

@@ -39,6 +39,8 @@ CELLS = {
     "lstm": (kerasrnn.LSTM, {}, "LSTM"),
     "gru_reset_after": (kerasrnn.GRU, {"reset_after": True}, "GRU"),
     "gru_reset_before": (kerasrnn.GRU, {"reset_after": False}, "GRU"),
+    "peephole_lstm": (kerasrnn.PeepholeLSTM, {}, "LSTM"),
+    "indrnn": (kerasrnn.IndRNN, {}, "RNN"),
 }
 DIRECTIONS = ("forward", "reverse", "bidirectional")
 SHAPES = ((1, 3), (1, 8), (5, 3), (5, 8))   # (batch, steps)

@@ -17,6 +17,8 @@ import pytest
 import tensorflow as tf
 
 import kerasrnn
+from kerasrnn.cells import cell_names
+from kerasrnn.cells import cell_spec
 
 BATCH, STEPS, FEATURES, UNITS = 3, 6, 4, 5
 
@@ -34,7 +36,23 @@ CELLS = {
                                                       **kw),
     "elman-linear": lambda **kw: kerasrnn.SimpleRNNCell(
         UNITS, activation="linear", **kw),
+    "peephole_lstm": lambda **kw: kerasrnn.PeepholeLSTMCell(UNITS, **kw),
+    "peephole_lstm-nobias": lambda **kw: kerasrnn.PeepholeLSTMCell(
+        UNITS, use_bias=False, **kw),
+    "indrnn": lambda **kw: kerasrnn.IndRNNCell(UNITS, **kw),
+    "indrnn-tanh": lambda **kw: kerasrnn.IndRNNCell(
+        UNITS, activation="tanh", **kw),
 }
+
+
+def test_every_registered_cell_has_a_fused_path_that_is_checked():
+    """Each registered cell defines a backward for its ``step``, and the
+    sweeps below compare it with the generic loop."""
+    checked = {type(make()) for make in CELLS.values()}
+    for name in cell_names():
+        cell_class = cell_spec(name).cell_class
+        assert cell_class in checked, name
+        assert cell_class(UNITS).supports_fused, name
 
 
 def right_padded_with_holes(rng):

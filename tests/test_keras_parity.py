@@ -9,6 +9,8 @@ import parity
 import pytest
 
 import kerasrnn
+from kerasrnn.cells import cell_names
+from kerasrnn.cells import cell_spec
 
 ATOL = 1e-5
 BATCH, STEPS, FEATURES, UNITS = 4, 6, 5, 3
@@ -24,6 +26,16 @@ LAYERS = [
 ]
 LAYER_IDS = ["lstm", "lstm-nofb", "gru-after", "gru-before", "elman",
              "elman-relu"]
+
+
+def test_every_cell_with_a_keras_twin_is_compared():
+    """The registry's Keras twins are exactly the layers compared here."""
+    twins = {
+        (cell_spec(name).layer_class, getattr(keras.layers,
+                                              cell_spec(name).keras_layer))
+        for name in cell_names() if cell_spec(name).keras_layer
+    }
+    assert twins == {(ours, theirs) for ours, theirs, _ in LAYERS}
 
 
 def make_mask(kind, rng):

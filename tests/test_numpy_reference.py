@@ -21,19 +21,12 @@ import tensorflow as tf
 from reference import numpy_rnn as ref
 
 import kerasrnn
+from kerasrnn.cells import cell_names
+from kerasrnn.cells import cell_spec
 
 ATOL = 1e-5
-CELLS = {
-    "elman": kerasrnn.SimpleRNNCell,
-    "lstm": kerasrnn.LSTMCell,
-    "gru": kerasrnn.GRUCell,
-}
-STACKS = {
-    "elman": kerasrnn.SimpleRNN,
-    "lstm": kerasrnn.LSTM,
-    "gru": kerasrnn.GRU,
-}
 # (kind, cell arguments): every activation named here is in ref.ACTIVATIONS.
+# Every registered cell must appear (test_every_registered_cell_is_swept).
 CELL_CONFIGS = [
     ("elman", {"activation": "tanh"}),
     ("elman", {"activation": "relu"}),
@@ -46,13 +39,36 @@ CELL_CONFIGS = [
     ("gru", {"recurrent_activation": "hard_sigmoid", "activation": "relu"}),
     ("gru", {"reset_after": True, "use_bias": False}),
     ("gru", {"reset_after": False, "use_bias": False}),
+    ("peephole_lstm", {}),
+    ("peephole_lstm", {"recurrent_activation": "hard_sigmoid",
+                       "use_bias": False}),
+    ("indrnn", {"activation": "relu"}),
+    ("indrnn", {"activation": "tanh", "use_bias": False}),
 ]
 # One non-default configuration per kind, for the wider layer sweeps.
 KIND_CONFIGS = [
     ("elman", {"activation": "tanh"}),
     ("lstm", {"recurrent_activation": "hard_sigmoid"}),
     ("gru", {"reset_after": False}),
+    ("peephole_lstm", {}),
+    # tanh: with ReLU's dead units several dropout masks give one output.
+    ("indrnn", {"activation": "tanh"}),
 ]
+# The classes, from the registry ("elman" is the simple_rnn's alias).
+CELLS = {kind: cell_spec(kind).cell_class for kind, _ in CELL_CONFIGS}
+STACKS = {kind: cell_spec(kind).layer_class for kind in CELLS}
+
+
+def num_states(kind):
+    return len(cell_spec(kind).state_names)
+
+
+def test_every_registered_cell_is_swept():
+    """A registered cell is compared with its NumPy equations (and so has
+    them in reference/numpy_rnn.py) in the cell and layer sweeps."""
+    swept = {cell_spec(kind).name for kind, _ in CELL_CONFIGS}
+    layered = {cell_spec(kind).name for kind, _ in KIND_CONFIGS}
+    assert swept == layered == set(cell_names())
 MERGE_MODES = ["concat", "sum", "mul", "ave", None]
 
 
@@ -86,6 +102,8 @@ def reference_cell(cell, kind, arguments):
         activation=arguments.get("activation", "tanh"),
         recurrent_activation=arguments.get("recurrent_activation", "sigmoid"),
         reset_after=arguments.get("reset_after", True),
+        P=(cell.peephole_kernel.numpy()
+           if hasattr(cell, "peephole_kernel") else None),
     )
 
 
@@ -145,7 +163,7 @@ def test_cell_step(config, seed):
     batch_size, _, features, units = random_sizes(rng)
     cell = CELLS[kind](units, **arguments)
     x = float32(rng, batch_size, features)
-    num_states = 2 if kind == "lstm" else 1
+    num_states = len(cell_spec(kind).state_names)
     states = random_states(rng, num_states, batch_size, units)
     cell(x, states)
     randomize(cell, rng)
@@ -202,7 +220,7 @@ def test_rnn(config, options):
     initial_state = None
     if with_initial_state:
         initial_state = random_states(
-            rng, 2 if kind == "lstm" else 1, batch_size, units
+            rng, num_states(kind), batch_size, units
         )
     layer.build(x.shape)
     randomize(layer, rng)
@@ -231,7 +249,7 @@ def test_rnn_equals_cell_in_python_loop(config):
     cell = CELLS[kind](units, **arguments)
     layer = kerasrnn.RNN(cell, return_sequences=True, return_state=True)
     x = float32(rng, batch_size, steps, features)
-    states = random_states(rng, 2 if kind == "lstm" else 1, batch_size, units)
+    states = random_states(rng, num_states(kind), batch_size, units)
     layer.build(x.shape)
     randomize(layer, rng)
     output, *final_states = layer(x, initial_state=states)
@@ -292,7 +310,7 @@ def test_bidirectional(config, merge_mode, return_sequences):
     )
     x = float32(rng, batch_size, steps, features)
     lengths = random_lengths(rng, batch_size, steps)
-    num_states = 2 if kind == "lstm" else 1
+    num_states = len(cell_spec(kind).state_names)
     initial_state = None
     if (MERGE_MODES.index(merge_mode) + return_sequences) % 2:
         initial_state = random_states(rng, 2 * num_states, batch_size, units)
@@ -346,7 +364,7 @@ def test_stacked(config, num_layers, bidirectional, residual, state_layout):
         **arguments,
     )
     directions = 2 if bidirectional else 1
-    num_states = 2 if kind == "lstm" else 1
+    num_states = len(cell_spec(kind).state_names)
     x = float32(rng, batch_size, steps, features)
     lengths = random_lengths(rng, batch_size, steps)
     # Per (layer, direction) sub-layer, its [h] or [h, c].
@@ -565,7 +583,7 @@ def test_cell_gradient(config):
     rng = np.random.default_rng(len(config_id(config)))
     batch_size, features, units = 2, 3, 3
     cell = CELLS[kind](units, dtype="float64", **arguments)
-    num_states = 2 if kind == "lstm" else 1
+    num_states = len(cell_spec(kind).state_names)
     x = rng.normal(size=(batch_size, features))
     states = [
         rng.normal(0.0, 0.5, (batch_size, units)) for _ in range(num_states)
@@ -614,7 +632,7 @@ def test_rnn_gradient(config, go_backwards):
     randomize(layer, rng)
     variables = layer.trainable_weights
     values = [v.numpy() for v in variables]
-    num_states = 2 if kind == "lstm" else 1
+    num_states = len(cell_spec(kind).state_names)
     projections = [rng.normal(size=(batch_size, steps, units))] + [
         rng.normal(size=(batch_size, units)) for _ in range(num_states)
     ]

@@ -18,6 +18,8 @@ import parity
 import pytest
 
 import kerasrnn
+from kerasrnn.cells import cell_names
+from kerasrnn.cells import cell_spec
 from kerasrnn.weights import to_onnx_weights
 
 onnx = pytest.importorskip("onnx")
@@ -38,8 +40,25 @@ CELLS = {
                         {"linear_before_reset": 1}),
     "gru_reset_before": ("GRU", kerasrnn.GRU, {"reset_after": False},
                          {"linear_before_reset": 0}),
+    "peephole_lstm": ("LSTM", kerasrnn.PeepholeLSTM, {}, {}),
+    "indrnn": ("RNN", kerasrnn.IndRNN, {}, {"activations": ["Relu"]}),
+    # R = diag(u) checked by onnx.reference too (it runs only Tanh).
+    "indrnn_tanh": ("RNN", kerasrnn.IndRNN, {"activation": "tanh"}, {}),
 }
 DIRECTIONS = ("forward", "reverse", "bidirectional")
+
+
+def test_every_cell_with_a_native_operator_is_compared():
+    compared = {layer.cell_class for _, layer, _, _ in CELLS.values()}
+    native = {
+        cell_spec(name).cell_class for name in cell_names()
+        if cell_spec(name).onnx_operator is not None
+    }
+    assert compared == native
+
+
+def uses_relu(cell):
+    return "Relu" in CELLS[cell][3].get("activations", [])
 
 
 def configs():
@@ -96,7 +115,7 @@ class Case:
         self.model = self.build_model(*to_onnx_weights(self.layer)[0])
         self.rng = rng
 
-    def build_model(self, W, R, B):
+    def build_model(self, W, R, B, *P):
         tensor = helper.make_tensor_value_info
         states = [self.directions, "N", self.units]
         inputs = [
@@ -108,6 +127,11 @@ class Case:
             for name in ("initial_h", "initial_c")[: len(self.state_names)]:
                 node_inputs.append(name)
                 inputs.append(tensor(name, FLOAT, states))
+        constants = [("W", W), ("R", R), ("B", B)]
+        if P:
+            # LSTM inputs: X W R B sequence_lens initial_h initial_c P.
+            node_inputs += [""] * (7 - len(node_inputs)) + ["P"]
+            constants.append(("P", P[0]))
         outputs = [tensor("Y", FLOAT, ["T", *states])] + [
             tensor(name, FLOAT, states) for name in self.state_names
         ]
@@ -124,7 +148,7 @@ class Case:
             [node], "recurrent", inputs, outputs,
             initializer=[
                 onnx.numpy_helper.from_array(array, name)
-                for name, array in (("W", W), ("R", R), ("B", B))
+                for name, array in constants
             ],
         )
         model = helper.make_model(
@@ -198,7 +222,7 @@ def test_full_length_batch(cell, direction, with_initial_state, seed):
         from_onnx(onnxruntime_session(case.model).run(None, feeds)), expected,
         RUNTIME,
     )
-    if cell != "rnn_relu":  # The reference RNN implements only Tanh.
+    if not uses_relu(cell):  # The reference RNN implements only Tanh.
         assert_close(
             from_onnx(ReferenceEvaluator(case.model).run(None, feeds)),
             expected, EVALUATOR,
@@ -221,7 +245,7 @@ def test_variable_lengths(cell, direction, with_initial_state, seed):
     assert_close([y[mask], *onnx_states], [output[mask], *states],
                  RUNTIME)
 
-    if cell == "rnn_relu":  # The reference RNN implements only Tanh.
+    if uses_relu(cell):  # The reference RNN implements only Tanh.
         return
     evaluator = ReferenceEvaluator(case.model)
     for row, length in enumerate(lengths):

@@ -12,6 +12,8 @@ import parity
 import pytest
 
 import kerasrnn
+from kerasrnn.cells import cell_names
+from kerasrnn.cells import cell_spec
 from kerasrnn.weights import load_torch_state_dict
 from kerasrnn.weights import to_torch_state_dict
 
@@ -30,6 +32,17 @@ MODES = {
     "lstm": (torch.nn.LSTM, {}, kerasrnn.LSTM, {}),
     "gru": (torch.nn.GRU, {}, kerasrnn.GRU, {}),
 }
+
+
+def test_every_cell_with_a_pytorch_twin_is_compared():
+    """The registry's PyTorch twins are exactly the modules compared here."""
+    twins = {
+        (getattr(torch.nn, cell_spec(name).torch_module),
+         cell_spec(name).layer_class)
+        for name in cell_names() if cell_spec(name).torch_module
+    }
+    assert twins == {(module, layer) for module, _, layer, _ in
+                     MODES.values()}
 
 
 def configs():

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 import kerasrnn
+from kerasrnn.cells.registry import cell_spec
 from kerasrnn.weights import layouts
 from kerasrnn.weights import transfer
 
@@ -134,19 +135,12 @@ def onnx_step(cell_type, W, R, B, x, h, c, linear_before_reset):
 @pytest.mark.parametrize("cell_type", CELL_TYPES)
 def test_permutations_match_gate_orders(cell_type):
     keras_order = ORDERS["keras"][cell_type]
-    for target, permutation in (
-        ("torch", layouts.KERAS_TO_TORCH[cell_type]),
-        ("onnx", layouts.KERAS_TO_ONNX[cell_type]),
-    ):
-        permuted = "".join(keras_order[p] for p in permutation)
+    spec = cell_spec(cell_type)
+    for target in ("torch", "onnx"):
+        permuted = "".join(keras_order[p] for p in spec.permutation(target))
         assert permuted == ORDERS[target][cell_type]
-    torch_names = {"g": "c", "n": "h"}
-    for framework, orders in (
-        ("keras", layouts.KERAS_GATE_ORDERS),
-        ("torch", layouts.TORCH_GATE_ORDERS),
-        ("onnx", layouts.ONNX_GATE_ORDERS),
-    ):
-        names = "".join(torch_names.get(g, g) for g in orders[cell_type])
+    for framework in ("keras", "torch", "onnx"):
+        names = "".join(spec.gate_orders[framework])
         assert names == ORDERS[framework][cell_type]
 
 

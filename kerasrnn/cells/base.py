@@ -22,14 +22,8 @@ import keras
 import tensorflow as tf
 from keras import ops
 
-
-def validate_units(units):
-    """Returns ``units`` as an int, or raises a ValueError saying why not."""
-    if isinstance(units, bool) or not isinstance(units, int) or units <= 0:
-        raise ValueError(
-            f"`units` must be a positive integer. Received: units={units!r}"
-        )
-    return units
+from kerasrnn.validation import check_int
+from kerasrnn.validation import check_rate
 
 
 def fresh_initializer(initializer):
@@ -45,15 +39,6 @@ def fresh_initializer(initializer):
     if isinstance(initializer, keras.initializers.Initializer):
         return initializer.__class__.from_config(initializer.get_config())
     return initializer
-
-
-def validate_rate(name, rate):
-    """Checks a dropout rate lies in [0, 1)."""
-    if not isinstance(rate, (int, float)) or not 0.0 <= rate < 1.0:
-        raise ValueError(
-            f"`{name}` must be a float in [0, 1). Received: {name}={rate!r}"
-        )
-    return float(rate)
 
 
 def output_derivative(activation):
@@ -88,10 +73,16 @@ def get_activation(name, value):
 class RecurrentCell(keras.layers.Layer):
     """Base class of the cells: arguments, weights, dropout masks.
 
-    Subclasses set ``gate_count`` (G), define ``recurrent_step`` and, when
-    their bias is not a single ``(G*H,)`` vector, ``bias_shape`` and
-    ``input_bias``. ``state_names`` names the states in ``state_size``
-    order (``h`` is also the output); exports name state tensors after it.
+    A subclass states its ``gate_names`` (the ``G`` gate blocks along the
+    ``G*H`` axis, in Keras' order) and ``state_names`` (in ``state_size``
+    order; ``h`` is also the output, and exports name state tensors after
+    them), and writes its equations once, in ``step``. When its weights
+    differ from ``kernel (F, G*H)``, ``recurrent_kernel (H, G*H)``, ``bias
+    (G*H,)`` it overrides ``recurrent_kernel_shape``, ``bias_shape`` /
+    ``input_bias`` or ``build``. A backward for the fused training path
+    (``fused_step_backward``, ``fused_parameter_gradients``) is optional.
+    ``kerasrnn.cells.register_cell`` makes it known to the weight layouts,
+    the exporters and the models' ``cell=`` argument.
 
     Dropout follows Gal & Ghahramani (2016): ``dropout`` masks the inputs and
     ``recurrent_dropout`` masks ``h_{t-1}`` where it enters the recurrent
@@ -100,8 +91,13 @@ class RecurrentCell(keras.layers.Layer):
     every call.
     """
 
-    gate_count = 1
+    gate_names = ("h",)
     state_names = ("h",)
+
+    @property
+    def gate_count(self):
+        """G, the number of gate blocks."""
+        return len(self.gate_names)
 
     def __init__(
         self,
@@ -123,7 +119,7 @@ class RecurrentCell(keras.layers.Layer):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        self.units = validate_units(units)
+        self.units = check_int("units", units)
         self.activation = get_activation("activation", activation)
         self.use_bias = bool(use_bias)
         self.kernel_initializer = keras.initializers.get(kernel_initializer)
@@ -141,8 +137,8 @@ class RecurrentCell(keras.layers.Layer):
             recurrent_constraint
         )
         self.bias_constraint = keras.constraints.get(bias_constraint)
-        self.dropout = validate_rate("dropout", dropout)
-        self.recurrent_dropout = validate_rate(
+        self.dropout = check_rate("dropout", dropout)
+        self.recurrent_dropout = check_rate(
             "recurrent_dropout", recurrent_dropout
         )
         self.seed = seed
@@ -150,11 +146,15 @@ class RecurrentCell(keras.layers.Layer):
 
     @property
     def state_size(self):
-        return [self.units]
+        return [self.units] * len(self.state_names)
 
     @property
     def output_size(self):
         return self.units
+
+    @property
+    def recurrent_kernel_shape(self):
+        return (self.units, self.gate_count * self.units)
 
     @property
     def bias_shape(self):
@@ -179,7 +179,7 @@ class RecurrentCell(keras.layers.Layer):
             constraint=self.kernel_constraint,
         )
         self.recurrent_kernel = self.add_weight(
-            shape=(self.units, width),
+            shape=self.recurrent_kernel_shape,
             name="recurrent_kernel",
             initializer=self.recurrent_initializer,
             regularizer=self.recurrent_regularizer,
@@ -234,18 +234,60 @@ class RecurrentCell(keras.layers.Layer):
             projected = projected + self.input_bias
         return projected
 
-    def recurrent_step(self, projected, states, recurrent_mask=None):
-        """One step given ``projected = x_t W + b_x``.
+    def step_parameters(self):
+        """The tensors ``step`` reads besides its inputs and states (``U``,
+        and whatever else the recurrence uses), read once per sequence."""
+        return [ops.convert_to_tensor(self.recurrent_kernel)]
 
-        Returns ``(output, new_states)``. ``recurrent_mask`` (or None)
-        multiplies ``h_{t-1}`` where it enters the recurrent matmul.
+    def step(self, projected, states, parameters, recurrent_mask=None):
+        """The cell's equations: one step given ``projected = x_t W + b_x``.
+
+        This is the one place a cell writes its forward. Every loop runs
+        it: ``recurrent_step`` (the generic loop, a decoder step, a Python
+        loop), the inference loop and the fused training loop, which keeps
+        ``cache`` for its backward.
+
+        Args:
+            projected: ``(B, G*H)``, the input part of every gate.
+            states: the states before the step, in ``state_size`` order.
+            parameters: ``step_parameters()``.
+            recurrent_mask: None, or the ``(B, H)`` recurrent dropout mask
+                that multiplies ``h_{t-1}`` where it enters the recurrent
+                product.
+
+        Returns:
+            ``(new_states, cache)``: the states after the step (``h``
+            first; ``h`` is the output) and a tuple of ``(B, ·)`` tensors
+            that ``fused_step_backward`` reads (empty when ``fused_cache``
+            is False).
         """
-        raise NotImplementedError
+        raise NotImplementedError(
+            f"{type(self).__name__} defines neither `step` nor "
+            "`recurrent_step`: a kerasrnn cell must define its equations "
+            "as step(projected, states, parameters, recurrent_mask) -> "
+            "(new_states, cache) (see RecurrentCell.step), or at least "
+            "recurrent_step(projected, states, recurrent_mask) -> (output, "
+            "new_states) (it then runs on the generic loop)."
+        )
 
-    # The fused path: one step with its cache, and its hand-written backward.
-    # ``RNN`` uses it when ``supports_fused`` (see layers/fused_loop.py).
+    def recurrent_step(self, projected, states, recurrent_mask=None):
+        """``step`` as the loops call it: returns ``(output, new_states)``.
 
-    # Whether fused_step returns a cache (False: its backward needs only the
+        ``recurrent_mask`` (or None) multiplies ``h_{t-1}`` where it enters
+        the recurrent matmul. A user cell may define this alone instead of
+        ``step``: it then runs on the generic loop.
+        """
+        new_states, _ = self.step(
+            projected, list(states), self.step_parameters(), recurrent_mask
+        )
+        return new_states[0], new_states
+
+    # The fused training path: ``step`` with its cache, and a hand-written
+    # backward. ``RNN`` uses it when ``supports_fused``
+    # (layers/fused_loop.py); a cell without a backward trains on the
+    # generic loop, through autodiff.
+
+    # Whether ``step`` returns a cache (False: the backward needs only the
     # states before and after the step).
     fused_cache = True
     # Whether the gradient at the recurrent matmul's output (d_recurrent)
@@ -254,35 +296,43 @@ class RecurrentCell(keras.layers.Layer):
 
     @property
     def supports_fused(self):
-        """Whether the fused path applies: the cell's class implements it
-        (``fused_step``, ``fused_step_backward`` and
-        ``fused_parameter_gradients``; a cell that defines only
-        ``recurrent_step`` runs the generic loop) and every activation has
-        a derivative known to it."""
-        implemented = all(
-            getattr(type(self), name) is not getattr(RecurrentCell, name)
-            for name in ("fused_step", "fused_step_backward",
-                         "fused_parameter_gradients")
-        )
-        return implemented and all(
-            output_derivative(activation) is not None
-            for activation in self.fused_activations()
-        )
+        """Whether the fused path applies (``fused_path_note`` is None)."""
+        return self.fused_path_note is None
+
+    @property
+    def fused_path_note(self):
+        """None when ``RNN`` can train this cell on the fused path, else
+        why it runs the generic loop instead (same values, autodiff
+        gradients): the cell's class must define its ``step`` and a
+        backward for it (``fused_step_backward``,
+        ``fused_parameter_gradients``) and not override
+        ``recurrent_step``, and every activation must have a derivative
+        known to the fused path."""
+        name = type(self).__name__
+        missing = [
+            method for method in ("step", "fused_step_backward",
+                                  "fused_parameter_gradients")
+            if getattr(type(self), method) is getattr(RecurrentCell, method)
+        ]
+        if missing:
+            return (f"{name} does not define {', '.join(missing)}: it "
+                    "trains on the generic loop.")
+        if type(self).recurrent_step is not RecurrentCell.recurrent_step:
+            return (f"{name} overrides recurrent_step, so its step may not "
+                    "be its equations: it trains on the generic loop.")
+        for activation in self.fused_activations():
+            if output_derivative(activation) is None:
+                return (
+                    f"{name}'s activation "
+                    f"{keras.activations.serialize(activation)!r} has no "
+                    "derivative written in terms of its output (tanh, "
+                    "sigmoid, relu and linear do): it trains on the generic "
+                    "loop."
+                )
+        return None
 
     def fused_activations(self):
         return [self.activation]
-
-    def fused_parameters(self):
-        """The tensors ``fused_step`` reads besides the states (``U``...)."""
-        return [ops.convert_to_tensor(self.recurrent_kernel)]
-
-    def fused_step(self, projected, states, parameters, recurrent_mask=None):
-        """``recurrent_step`` that also returns what its backward needs.
-
-        Returns ``(new_states, cache)``, ``cache`` one ``(B, K)`` tensor (or
-        None when ``fused_cache`` is False).
-        """
-        raise NotImplementedError
 
     def fused_step_backward(
         self, cache, prev_states, new_states, d_states, parameters,
@@ -291,7 +341,8 @@ class RecurrentCell(keras.layers.Layer):
         """Back-propagates one step.
 
         Args:
-            cache: the step's cache from ``fused_step``.
+            cache: the step's cache from ``step``, concatenated along the
+                last axis.
             prev_states, new_states: the states before and after the step.
             d_states: gradients of the loss w.r.t. ``new_states``.
 
@@ -302,17 +353,23 @@ class RecurrentCell(keras.layers.Layer):
             ``fused_separate_recurrent_gradient``: then ``d_projected``
             does).
         """
-        raise NotImplementedError
+        raise NotImplementedError(
+            f"{type(self).__name__} has no fused backward; RNN trains it on "
+            "the generic loop (supports_fused is False)."
+        )
 
     def fused_parameter_gradients(
         self, prev_states, caches, d_recurrent, parameters, recurrent_mask=None
     ):
-        """Gradients of ``fused_parameters`` from the whole sequence.
+        """Gradients of ``step_parameters`` from the whole sequence.
 
         Every argument is stacked over time (``(T, B, ...)``), so each
         weight gradient is one large matmul outside the loop.
         """
-        raise NotImplementedError
+        raise NotImplementedError(
+            f"{type(self).__name__} has no fused backward; RNN trains it on "
+            "the generic loop (supports_fused is False)."
+        )
 
     def call(self, inputs, states, training=False):
         if not isinstance(states, (list, tuple)):

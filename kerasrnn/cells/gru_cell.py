@@ -10,11 +10,18 @@ from kerasrnn.cells.base import matmul_transposed
 from kerasrnn.cells.base import output_derivative
 from kerasrnn.cells.base import time_matmul
 from kerasrnn.cells.base import time_sum
-
-# Keras' order of the gate blocks (PyTorch uses r, z, n).
-GATE_ORDER = ("z", "r", "h")
+from kerasrnn.cells.registry import register_cell
 
 
+@register_cell(
+    "gru",
+    # PyTorch: r, z, n (its n is Keras' h); ONNX: Keras' order.
+    gate_orders={"torch": ("r", "z", "h"), "onnx": ("z", "r", "h")},
+    onnx_operator="GRU",
+    recurrent_bias="reset_after",
+    keras_layer="GRU",
+    torch_module="GRU",
+)
 @keras.saving.register_keras_serializable(package="kerasrnn")
 class GRUCell(RecurrentCell):
     """GRU cell (Cho et al. 2014), reset gate before or after the matmul.
@@ -49,7 +56,7 @@ class GRUCell(RecurrentCell):
         ``(h_t, [h_t])``.
     """
 
-    gate_count = len(GATE_ORDER)
+    gate_names = ("z", "r", "h")
 
     def __init__(
         self,
@@ -75,31 +82,6 @@ class GRUCell(RecurrentCell):
     def input_bias(self):
         return self.bias[0] if self.reset_after else self.bias
 
-    def recurrent_step(self, projected, states, recurrent_mask=None):
-        h_prev = states[0]
-        h_in = apply_mask(h_prev, recurrent_mask)
-        x_z, x_r, x_h = ops.split(projected, 3, axis=-1)
-        units = self.units
-        if self.reset_after:
-            inner = ops.matmul(h_in, self.recurrent_kernel)
-            if self.use_bias:
-                inner = inner + self.bias[1]
-            h_z, h_r, h_h = ops.split(inner, 3, axis=-1)
-            z = self.recurrent_activation(x_z + h_z)
-            r = self.recurrent_activation(x_r + h_r)
-            n = self.activation(x_h + r * h_h)
-        else:
-            inner = ops.matmul(h_in, self.recurrent_kernel[:, : 2 * units])
-            h_z, h_r = ops.split(inner, 2, axis=-1)
-            z = self.recurrent_activation(x_z + h_z)
-            r = self.recurrent_activation(x_r + h_r)
-            n = self.activation(
-                x_h
-                + ops.matmul(r * h_in, self.recurrent_kernel[:, 2 * units :])
-            )
-        h = z * h_prev + (1 - z) * n
-        return h, [h]
-
     @property
     def fused_separate_recurrent_gradient(self):
         # reset_after: the h_h block of the recurrent gradient carries r.
@@ -108,7 +90,7 @@ class GRUCell(RecurrentCell):
     def fused_activations(self):
         return [self.activation, self.recurrent_activation]
 
-    def fused_parameters(self):
+    def step_parameters(self):
         kernel = ops.convert_to_tensor(self.recurrent_kernel)
         if not self.reset_after:
             # [U_z U_r] and U_h, sliced once instead of at every step.
@@ -117,7 +99,7 @@ class GRUCell(RecurrentCell):
             return [kernel, self.bias[1]]
         return [kernel]
 
-    def fused_step(self, projected, states, parameters, recurrent_mask=None):
+    def step(self, projected, states, parameters, recurrent_mask=None):
         h_prev = states[0]
         h_in = apply_mask(h_prev, recurrent_mask)
         x_z, x_r, x_h = ops.split(projected, 3, axis=-1)
@@ -129,14 +111,14 @@ class GRUCell(RecurrentCell):
             z = self.recurrent_activation(x_z + h_z)
             r = self.recurrent_activation(x_r + h_r)
             n = self.activation(x_h + r * h_h)
-            cache = ops.concatenate([z, r, n, h_h], axis=-1)
+            cache = (z, r, n, h_h)
         else:
             kernel_zr, kernel_h = parameters
             h_z, h_r = ops.split(ops.matmul(h_in, kernel_zr), 2, axis=-1)
             z = self.recurrent_activation(x_z + h_z)
             r = self.recurrent_activation(x_r + h_r)
             n = self.activation(x_h + ops.matmul(r * h_in, kernel_h))
-            cache = ops.concatenate([z, r, n], axis=-1)
+            cache = (z, r, n)
         h = z * h_prev + (1 - z) * n
         return [h], cache
 

@@ -9,11 +9,17 @@ from kerasrnn.cells.base import get_activation
 from kerasrnn.cells.base import matmul_transposed
 from kerasrnn.cells.base import output_derivative
 from kerasrnn.cells.base import time_matmul
-
-# Keras' (and PyTorch's) order of the gate blocks in kernel/bias columns.
-GATE_ORDER = ("i", "f", "c", "o")
+from kerasrnn.cells.registry import register_cell
 
 
+@register_cell(
+    "lstm",
+    # PyTorch: the same order (it calls the candidate g); ONNX: i, o, f, c.
+    gate_orders={"torch": ("i", "f", "c", "o"), "onnx": ("i", "o", "f", "c")},
+    onnx_operator="LSTM",
+    keras_layer="LSTM",
+    torch_module="LSTM",
+)
 @keras.saving.register_keras_serializable(package="kerasrnn")
 class LSTMCell(RecurrentCell):
     """LSTM cell with forget gate (Hochreiter & Schmidhuber 1997; Gers 2000).
@@ -44,7 +50,8 @@ class LSTMCell(RecurrentCell):
         ``(h_t, [h_t, c_t])``.
     """
 
-    gate_count = len(GATE_ORDER)
+    gate_names = ("i", "f", "c", "o")
+    state_names = ("h", "c")
 
     def __init__(
         self,
@@ -60,12 +67,6 @@ class LSTMCell(RecurrentCell):
         )
         self.unit_forget_bias = bool(unit_forget_bias)
 
-    state_names = ("h", "c")
-
-    @property
-    def state_size(self):
-        return [self.units, self.units]
-
     def bias_initial_value(self, shape, dtype=None):
         if not self.unit_forget_bias:
             return self.bias_initializer(shape, dtype=dtype)
@@ -78,24 +79,10 @@ class LSTMCell(RecurrentCell):
             ]
         )
 
-    def recurrent_step(self, projected, states, recurrent_mask=None):
-        h_prev, c_prev = states
-        z = projected + ops.matmul(
-            apply_mask(h_prev, recurrent_mask), self.recurrent_kernel
-        )
-        z_i, z_f, z_c, z_o = ops.split(z, 4, axis=-1)
-        i = self.recurrent_activation(z_i)
-        f = self.recurrent_activation(z_f)
-        g = self.activation(z_c)
-        o = self.recurrent_activation(z_o)
-        c = f * c_prev + i * g
-        h = o * self.activation(c)
-        return h, [h, c]
-
     def fused_activations(self):
         return [self.activation, self.recurrent_activation]
 
-    def fused_step(self, projected, states, parameters, recurrent_mask=None):
+    def step(self, projected, states, parameters, recurrent_mask=None):
         (recurrent_kernel,) = parameters
         h_prev, c_prev = states
         z = projected + ops.matmul(
@@ -109,7 +96,7 @@ class LSTMCell(RecurrentCell):
         c = f * c_prev + i * g
         g_c = self.activation(c)
         h = o * g_c
-        return [h, c], ops.concatenate([i, f, g, o, g_c], axis=-1)
+        return [h, c], (i, f, g, o, g_c)
 
     def fused_step_backward(
         self, cache, prev_states, new_states, d_states, parameters,

@@ -8,10 +8,17 @@ from kerasrnn.cells.base import apply_mask
 from kerasrnn.cells.base import matmul_transposed
 from kerasrnn.cells.base import output_derivative
 from kerasrnn.cells.base import time_matmul
+from kerasrnn.cells.registry import register_cell
 
-GATE_ORDER = ("h",)
 
-
+@register_cell(
+    "simple_rnn",
+    aliases=("elman",),
+    gate_orders={"torch": ("h",), "onnx": ("h",)},
+    onnx_operator="RNN",
+    keras_layer="SimpleRNN",
+    torch_module="RNN",
+)
 @keras.saving.register_keras_serializable(package="kerasrnn")
 class SimpleRNNCell(RecurrentCell):
     """Elman cell: one tanh (or relu) layer fed back into itself.
@@ -41,27 +48,15 @@ class SimpleRNNCell(RecurrentCell):
         Elman, "Finding Structure in Time", Cognitive Science 1990.
     """
 
-    gate_count = len(GATE_ORDER)
+    gate_names = ("h",)
     fused_cache = False
 
-    def recurrent_step(self, projected, states, recurrent_mask=None):
-        h_prev = states[0]
-        # h_t = g(x_t W + b + h_{t-1} U)
-        h = self.activation(
-            projected
-            + ops.matmul(apply_mask(h_prev, recurrent_mask),
-                         self.recurrent_kernel)
-        )
-        return h, [h]
-
-    def fused_step(self, projected, states, parameters, recurrent_mask=None):
+    def step(self, projected, states, parameters, recurrent_mask=None):
         (recurrent_kernel,) = parameters
-        h = self.activation(
-            projected
-            + ops.matmul(apply_mask(states[0], recurrent_mask),
-                         recurrent_kernel)
-        )
-        return [h], None
+        h_prev = apply_mask(states[0], recurrent_mask)
+        # h_t = g(x_t W + b + h_{t-1} U)
+        h = self.activation(projected + ops.matmul(h_prev, recurrent_kernel))
+        return [h], ()
 
     def fused_step_backward(
         self, cache, prev_states, new_states, d_states, parameters,

@@ -3,7 +3,7 @@
 import keras
 
 from kerasrnn.diagnostics.gradient_flow import GradientFlowProbe
-from kerasrnn.diagnostics.tasks import check_length
+from kerasrnn.validation import check_int
 
 
 class GradientFlowRecorder(keras.callbacks.Callback):
@@ -40,7 +40,7 @@ class GradientFlowRecorder(keras.callbacks.Callback):
         super().__init__()
         self.x = x
         self.y = y
-        self.every = check_length("every", every, 1)
+        self.every = check_int("every", every, 1)
         self.loss = loss
         self.states = tuple(states)
         self.records = []

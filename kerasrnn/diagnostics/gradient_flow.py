@@ -13,15 +13,15 @@ which the factor is a gate (``f_t``, resp. ``z_t``) instead of a matrix
 product, so the gradient can survive for as long as the gate stays near 1.
 
 The layers run their time loop as one graph loop that does not expose the
-intermediate states. ``gradient_flow`` therefore re-runs each recurrent loop
-with the cell's own ``project_inputs`` and ``recurrent_step`` and the core
-time loop, adding a zero perturbation ``ε_k`` to the states computed at every
-step::
+intermediate states. ``gradient_flow`` therefore runs the model itself
+under the time loop's diagnostics hook (``kerasrnn.layers.time_loop.
+probing``): every recurrent loop adds a zero perturbation ``ε_k`` to the
+states it computes at every step::
 
     h_k = recurrent_step(x_k W + b, h_{k-1}) + ε_k
 
 The forward pass is unchanged (ε = 0) and ``∂L/∂ε_k = ∂L/∂h_k``: all of
-them come from one backward pass.
+them come from one backward pass, through the real layers.
 """
 
 import dataclasses
@@ -32,37 +32,12 @@ import numpy as np
 import tensorflow as tf
 from keras import ops
 
-from kerasrnn.cells import GRUCell
-from kerasrnn.cells import LSTMCell
-from kerasrnn.cells import SimpleRNNCell
-from kerasrnn.cells import gru_cell
-from kerasrnn.cells import lstm_cell
-from kerasrnn.cells import simple_rnn_cell
 from kerasrnn.layers import RNN
 from kerasrnn.layers import Bidirectional
 from kerasrnn.layers import StackedRecurrent
-from kerasrnn.layers.bidirectional import merge
-from kerasrnn.layers.checks import check_mask
-from kerasrnn.layers.checks import check_sequences
-from kerasrnn.layers.checks import check_states
-from kerasrnn.layers.pooling import last_valid_step
-from kerasrnn.layers.time_loop import run_time_loop
+from kerasrnn.layers.time_loop import probing
 
 RECURRENT_LAYERS = (RNN, Bidirectional, StackedRecurrent)
-GATE_ORDERS = {
-    SimpleRNNCell: simple_rnn_cell.GATE_ORDER,
-    LSTMCell: lstm_cell.GATE_ORDER,
-    GRUCell: gru_cell.GATE_ORDER,
-}
-
-
-def state_names(cell):
-    """``("h",)`` or ``("h", "c")``: the names of a cell's states."""
-    if len(cell.state_size) == 2:
-        return ("h", "c")
-    if len(cell.state_size) == 1:
-        return ("h",)
-    return tuple(f"s{index}" for index in range(len(cell.state_size)))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -174,14 +149,23 @@ class GradientFlow:
 
 
 class Perturbations:
-    """Zero tensors ``ε`` watched by a tape, one per recurrent loop."""
+    """The state probe of ``time_loop.probing``: a zero ``ε`` per
+    recurrent loop, watched by a tape, named by the loop's path."""
 
-    def __init__(self):
+    def __init__(self, paths):
+        self.paths = paths
         self.tape = None
         self.tensors = {}
         self.layers = {}
 
-    def new(self, name, layer, shape, dtype):
+    def perturbation(self, layer, shape, dtype):
+        name = self.paths.get(id(layer))
+        if name is None:
+            raise ValueError(
+                f"Recurrent layer '{layer.name}' ran inside the model but is "
+                "not one of its layers; gradient_flow measures the model's "
+                "own recurrent layers."
+            )
         if name in self.tensors:
             raise ValueError(
                 f"Recurrent loop '{name}' ran twice in one forward pass; "
@@ -192,167 +176,6 @@ class Perturbations:
         self.tensors[name] = epsilon
         self.layers[name] = layer
         return epsilon
-
-
-def probe(layer, sequences, initial_state, mask, perturbations, prefix=""):
-    """Runs a kerasrnn recurrent layer as its ``call`` does, with ε added.
-
-    Dropout is off (the analysis is an inference pass) and a stateful
-    layer starts from its carried states without updating them.
-    """
-    if isinstance(layer, RNN):
-        return probe_rnn(
-            layer, sequences, initial_state, mask, perturbations, prefix
-        )
-    if isinstance(layer, Bidirectional):
-        return probe_bidirectional(
-            layer, sequences, initial_state, mask, perturbations, prefix
-        )
-    if isinstance(layer, StackedRecurrent):
-        return probe_stack(
-            layer, sequences, initial_state, mask, perturbations, prefix
-        )
-    raise TypeError(
-        "Expected a kerasrnn recurrent layer (RNN, Bidirectional, SimpleRNN, "
-        f"LSTM, GRU). Received: layer={layer!r}"
-    )
-
-
-def probe_rnn(layer, sequences, initial_state, mask, perturbations, prefix):
-    check_native(layer)
-    cell = layer.cell
-    sequences = check_sequences(sequences, layer.name, cell.kernel.shape[0])
-    mask = check_mask(mask, sequences, layer.name)
-    batch_size = ops.shape(sequences)[0]
-    if initial_state is None:
-        if layer.stateful:
-            initial_state = [ops.convert_to_tensor(s) for s in layer.states]
-        else:
-            initial_state = cell.get_initial_state(batch_size)
-    states = check_states(
-        initial_state, cell.state_size, sequences.shape[0], layer.name,
-        "initial_state",
-    )
-    states = [ops.cast(s, layer.compute_dtype) for s in states]
-    if layer.go_backwards:
-        sequences = ops.flip(sequences, axis=1)
-        if mask is not None:
-            mask = ops.flip(mask, axis=1)
-    projected = cell.project_inputs(sequences)
-    width = projected.shape[-1]
-    sizes = list(cell.state_size)
-    offsets = [0, *np.cumsum(sizes)[:-1].tolist()]
-    epsilon = perturbations.new(
-        prefix + layer.name,
-        layer,
-        (batch_size, ops.shape(sequences)[1], sum(sizes)),
-        projected.dtype,
-    )
-
-    def step(inputs_t, step_states):
-        # ε_k travels through the loop next to x_k W + b, as extra columns.
-        projected_t, epsilon_t = inputs_t[:, :width], inputs_t[:, width:]
-        epsilons = [
-            epsilon_t[:, start:start + size]
-            for start, size in zip(offsets, sizes)
-        ]
-        output, new_states = cell.recurrent_step(projected_t, step_states)
-        new_states = [s + e for s, e in zip(new_states, epsilons)]
-        # Every kerasrnn cell outputs its first state, h_k.
-        return output + epsilons[0], new_states
-
-    last_output, outputs, final_states = run_time_loop(
-        step,
-        ops.concatenate([projected, epsilon], axis=-1),
-        states,
-        mask=mask,
-        return_sequences=layer.return_sequences,
-        zero_output_for_mask=layer.zero_output_for_mask,
-        unroll=layer.unroll,
-    )
-    output = outputs if layer.return_sequences else last_output
-    if layer.return_state:
-        return [output, *final_states]
-    return output
-
-
-def probe_bidirectional(
-    layer, sequences, initial_state, mask, perturbations, prefix
-):
-    prefix = f"{prefix}{layer.name}/"
-    forward_state = backward_state = None
-    if initial_state is not None:
-        count = len(layer.forward_layer.state_size)
-        forward_state = list(initial_state[:count])
-        backward_state = list(initial_state[count:])
-    forward = probe(
-        layer.forward_layer, sequences, forward_state, mask, perturbations,
-        prefix,
-    )
-    backward = probe(
-        layer.backward_layer, sequences, backward_state, mask, perturbations,
-        prefix,
-    )
-    states = []
-    if layer.return_state:
-        forward, *forward_states = forward
-        backward, *backward_states = backward
-        states = forward_states + backward_states
-    if layer.return_sequences:
-        backward = ops.flip(backward, axis=1)
-    output = merge(layer.merge_mode, forward, backward)
-    if not layer.return_state:
-        return output
-    if layer.merge_mode is None:
-        return [*output, *states]
-    return [output, *states]
-
-
-def probe_stack(layer, sequences, initial_state, mask, perturbations, prefix):
-    prefix = f"{prefix}{layer.name}/"
-    sequences = check_sequences(sequences, layer.name, layer.input_features)
-    initial_states = layer.split_initial_state(
-        initial_state, sequences.shape[0]
-    )
-    inputs = sequences
-    final_states = []
-    for index, sublayer in enumerate(layer.recurrent_layers):
-        output, *states = probe(
-            sublayer, inputs, initial_states[index], mask, perturbations,
-            prefix,
-        )
-        final_states += states
-        if layer.residual and index > 0:
-            output = output + inputs
-        inputs = output
-    if layer.residual and layer.num_layers > 1 and not layer.return_sequences:
-        output = last_valid_step(output, mask)
-    if not layer.return_state:
-        return output
-    if layer.state_layout == "pytorch":
-        final_states = layer.to_pytorch_layout(final_states)
-    return [output, *final_states]
-
-
-class RecurrentProbe(keras.layers.Layer):
-    """Stands in for a recurrent layer in the probe model (same weights)."""
-
-    def __init__(self, layer, perturbations, **kwargs):
-        super().__init__(name=f"{layer.name}_probe", **kwargs)
-        self.layer = layer
-        self.perturbations = perturbations
-        self.supports_masking = True
-
-    def call(self, sequences, initial_state=None, mask=None):
-        return probe(
-            self.layer, sequences, initial_state, mask, self.perturbations
-        )
-
-    def compute_output_shape(self, sequences_shape, initial_state_shape=None):
-        return self.layer.compute_output_shape(sequences_shape)
-
-    def compute_mask(self, sequences, mask=None):
-        return self.layer.compute_mask(sequences, mask)
 
 
 def find_recurrent_layers(model):
@@ -373,8 +196,8 @@ def check_native(layer):
     ``recurrent_step``."""
     if not layer.native:
         raise TypeError(
-            "gradient_flow probes kerasrnn's cells (SimpleRNNCell, "
-            f"LSTMCell, GRUCell); layer '{layer.name}' runs a "
+            "gradient_flow probes kerasrnn's cells (RecurrentCell "
+            f"subclasses); layer '{layer.name}' runs a "
             f"{type(layer.cell).__name__}."
         )
 
@@ -411,55 +234,44 @@ def check_has_recurrent_layers(model):
 
 
 class GradientFlowProbe:
-    """Builds the probe of a model once; call it on batches.
+    """Prepares the probe of a model once; call it on batches.
 
     ``GradientFlowProbe(model)(x, y)`` equals ``gradient_flow(model, x, y)``;
     keep a probe to measure the same model repeatedly (the callback does).
     """
 
     def __init__(self, model, loss=None):
-        self.perturbations = Perturbations()
         if isinstance(model, RECURRENT_LAYERS):
-            self.model = RecurrentProbe(model, self.perturbations)
+            layers = [model]
         elif isinstance(model, keras.Model):
-            check_has_recurrent_layers(model)
+            layers = check_has_recurrent_layers(model)
             if not model.built:
                 raise ValueError(
                     f"Model '{model.name}' is not built; call it on a batch "
                     "(or give it a keras.Input) first."
                 )
-            try:
-                self.model = keras.models.clone_model(
-                    model, clone_function=self._swap, recursive=True
-                )
-            except ValueError as error:
-                raise ValueError(
-                    "gradient_flow supports Sequential and functional models "
-                    "and kerasrnn recurrent layers; cloning model "
-                    f"'{model.name}' with its recurrent layers swapped for "
-                    f"probes failed: {error}"
-                ) from error
         else:
             raise TypeError(
                 "`model` must be a keras.Model or a kerasrnn recurrent layer "
                 f"(RNN, Bidirectional, SimpleRNN, LSTM, GRU). Received: "
                 f"model={model!r}"
             )
+        self.model = model
+        self.perturbations = Perturbations({
+            id(rnn): path
+            for layer in layers for path, rnn in recurrent_loops(layer)
+        })
         self.loss = resolve_loss(model, loss)
-
-    def _swap(self, layer):
-        if isinstance(layer, RECURRENT_LAYERS):
-            return RecurrentProbe(layer, self.perturbations)
-        return layer
 
     def __call__(self, x, y):
         perturbations = self.perturbations
         perturbations.tensors, perturbations.layers = {}, {}
-        with tf.GradientTape() as tape:
+        with tf.GradientTape() as tape, probing(perturbations):
             perturbations.tape = tape
-            y_pred = self.model(x)
+            # Dropout is off: the analysis is an inference pass.
+            y_pred = self.model(x, training=False)
             if isinstance(y_pred, (list, tuple)) and isinstance(
-                self.model, RecurrentProbe
+                self.model, RECURRENT_LAYERS
             ):
                 y_pred = y_pred[0]
             if isinstance(y_pred, (list, tuple, dict)):
@@ -489,7 +301,7 @@ class GradientFlowProbe:
                     name=name,
                     cell=type(cell).__name__,
                     go_backwards=layer.go_backwards,
-                    gradients=dict(zip(state_names(cell), parts)),
+                    gradients=dict(zip(cell.state_names, parts)),
                 )
             )
         flow = GradientFlow(
@@ -630,9 +442,10 @@ def spectral_radius(model):
                     "first."
                 )
             kernel = keras.ops.convert_to_numpy(cell.recurrent_kernel)
-            gates = GATE_ORDERS.get(
-                type(cell), tuple(str(g) for g in range(cell.gate_count))
-            )
+            if kernel.ndim == 1:
+                # An elementwise recurrence u ⊙ h: U = diag(u).
+                kernel = np.diag(kernel)
+            gates = cell.gate_names
             blocks = np.split(kernel.astype("float64"), len(gates), axis=1)
             radii[name] = {
                 gate: float(np.max(np.abs(np.linalg.eigvals(block))))

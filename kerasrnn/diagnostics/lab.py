@@ -16,12 +16,11 @@ import numpy as np
 
 from kerasrnn.diagnostics.tasks import ADDING_BASELINE_MSE
 from kerasrnn.diagnostics.tasks import adding_problem
-from kerasrnn.diagnostics.tasks import check_length
-from kerasrnn.layers import GRU
-from kerasrnn.layers import LSTM
-from kerasrnn.layers import SimpleRNN
-
-CELLS = {"elman": SimpleRNN, "lstm": LSTM, "gru": GRU}
+from kerasrnn.validation import check_int
+from kerasrnn.cells.registry import cell_names
+from kerasrnn.cells.registry import cell_spec
+from kerasrnn.cells.registry import is_registered
+from kerasrnn.cells.registry import sequence_layer
 
 
 @dataclasses.dataclass(frozen=True)
@@ -30,7 +29,8 @@ class LabConfig:
 
     Attributes:
         lengths: the sequence lengths T.
-        cells: any of ``"elman"``, ``"lstm"``, ``"gru"``.
+        cells: registered cell names or aliases (``"elman"``, ``"lstm"``,
+            ``"gru"``, ``"indrnn"``...; ``kerasrnn.cells.cell_names()``).
         units: the state size H of every recurrent layer.
         steps: the budget, in optimizer steps per run.
         batch_size: samples per step (fresh samples at every step).
@@ -61,18 +61,19 @@ class LabConfig:
 
     def __post_init__(self):
         for length in self.lengths:
-            check_length("lengths[i]", length, 2)
+            check_int("lengths[i]", length, 2)
         if not self.lengths:
             raise ValueError("`lengths` must list at least one T ≥ 2.")
-        unknown = [cell for cell in self.cells if cell not in CELLS]
+        unknown = [cell for cell in self.cells if not is_registered(cell)]
         if unknown or not self.cells:
             raise ValueError(
-                f"`cells` must list some of {sorted(CELLS)}. Received: "
+                f"`cells` must list some of the registered cells "
+                f"{cell_names()} (or their aliases). Received: "
                 f"cells={self.cells!r}"
             )
         for name in ("units", "steps", "batch_size", "eval_every",
                      "eval_size"):
-            check_length(name, getattr(self, name), 1)
+            check_int(name, getattr(self, name), 1)
         if self.steps % self.eval_every:
             raise ValueError(
                 "`steps` must be a multiple of `eval_every`. Received: "
@@ -196,14 +197,11 @@ class LabProgress(keras.callbacks.Callback):
 
 def build_model(cell, length, units):
     """``Input((T, 2)) → cell layer(units) → Dense(1)`` for the lab."""
-    if cell not in CELLS:
-        raise ValueError(
-            f"`cell` must be one of {sorted(CELLS)}. Received: cell={cell!r}"
-        )
+    layer_class = sequence_layer(cell_spec(cell))
     return keras.Sequential(
         [
             keras.Input((length, 2)),
-            CELLS[cell](units),
+            layer_class(units),
             keras.layers.Dense(1),
         ],
         name=f"{cell}_adding_{length}",
@@ -217,7 +215,7 @@ def train_adding(cell, length, config=None, callbacks=(), verbose=1):
         A ``LabRun``.
     """
     config = config or LabConfig(lengths=(length,), cells=(cell,))
-    length = check_length("length", length, 2)
+    length = check_int("length", length, 2)
     keras.utils.set_random_seed(config.seed)
     model = build_model(cell, length, config.units)
     model.compile(

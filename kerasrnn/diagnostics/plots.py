@@ -15,7 +15,8 @@ from kerasrnn.diagnostics.gradient_flow import GradientFlow
 from kerasrnn.diagnostics.gradient_flow import TrackFlow
 from kerasrnn.diagnostics.tasks import ADDING_BASELINE_MSE
 
-COLOURS = {"elman": "tab:red", "lstm": "tab:blue", "gru": "tab:green"}
+COLOURS = {"elman": "tab:red", "lstm": "tab:blue", "gru": "tab:green",
+           "indrnn": "tab:purple", "peephole_lstm": "tab:cyan"}
 
 
 def save(figure, path):

@@ -10,22 +10,10 @@ import math
 
 import numpy as np
 
+from kerasrnn.validation import check_int
+
 # MSE of always predicting E[y] = 1: Var(u_1 + u_2) = 2 / 12 for u ~ U[0, 1].
 ADDING_BASELINE_MSE = 1.0 / 6.0
-
-
-def check_length(name, value, minimum):
-    """Returns ``value`` as an int ≥ ``minimum`` or raises a ValueError."""
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise ValueError(
-            f"`{name}` must be an integer ≥ {minimum}. Received: "
-            f"{name}={value!r}"
-        )
-    if value < minimum:
-        raise ValueError(
-            f"`{name}` must be ≥ {minimum}. Received: {name}={value}"
-        )
-    return int(value)
 
 
 def adding_problem(length, count, seed=None):
@@ -57,8 +45,8 @@ def adding_problem(length, count, seed=None):
         task); Le, Jaitly & Hinton, "A Simple Way to Initialize Recurrent
         Networks of Rectified Linear Units", 2015 (this U[0, 1] variant).
     """
-    length = check_length("length", length, 2)
-    count = check_length("count", count, 1)
+    length = check_int("length", length, 2)
+    count = check_int("count", count, 1)
     rng = np.random.default_rng(seed)
     half = length // 2
     values = rng.random((count, length))
@@ -102,10 +90,10 @@ def copy_memory(length, count, copy_length=10, alphabet=8, seed=None):
         Hochreiter & Schmidhuber 1997; Arjovsky, Shah & Bengio, "Unitary
         Evolution Recurrent Neural Networks", 2016 (this formulation).
     """
-    length = check_length("length", length, 1)
-    count = check_length("count", count, 1)
-    copy_length = check_length("copy_length", copy_length, 1)
-    alphabet = check_length("alphabet", alphabet, 1)
+    length = check_int("length", length, 1)
+    count = check_int("count", count, 1)
+    copy_length = check_int("copy_length", copy_length, 1)
+    alphabet = check_int("alphabet", alphabet, 1)
     rng = np.random.default_rng(seed)
     steps = length + 2 * copy_length
     symbols = rng.integers(1, alphabet + 1, (count, copy_length))
@@ -119,5 +107,5 @@ def copy_memory(length, count, copy_length=10, alphabet=8, seed=None):
 
 def copy_memory_baseline(length, copy_length=10, alphabet=8):
     """Mean cross-entropy per step of the memoryless copy-memory strategy."""
-    length = check_length("length", length, 1)
+    length = check_int("length", length, 1)
     return copy_length * math.log(alphabet) / (length + 2 * copy_length)

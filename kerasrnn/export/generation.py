@@ -49,7 +49,7 @@ import keras
 import numpy as np
 import onnx
 
-from kerasrnn.export import manifest as manifest_lib
+from kerasrnn_serving import manifest as manifest_lib
 from kerasrnn.export import recurrent
 from kerasrnn.export.graph import Mask
 from kerasrnn.export.graph import Value

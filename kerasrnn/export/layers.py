@@ -18,18 +18,15 @@ from kerasrnn.export.graph import Mask
 from kerasrnn.export.graph import Value
 from kerasrnn.layers.bidirectional import Bidirectional
 from kerasrnn.layers.pooling import SequencePooling
+from kerasrnn.cells.registry import cell_names
+from kerasrnn.cells.registry import cell_spec
 from kerasrnn.layers.rnn import RNN
-from kerasrnn.layers.stacked import GRU
-from kerasrnn.layers.stacked import LSTM
-from kerasrnn.layers.stacked import SimpleRNN
+from kerasrnn.layers.stacked import StackedRecurrent
 
 FLOAT, INT32, BOOL = TensorProto.FLOAT, TensorProto.INT32, TensorProto.BOOL
 CONVERTERS = {
     RNN: recurrent.convert_rnn,
     Bidirectional: recurrent.convert_bidirectional,
-    SimpleRNN: recurrent.convert_stacked,
-    LSTM: recurrent.convert_stacked,
-    GRU: recurrent.convert_stacked,
 }
 
 
@@ -43,15 +40,25 @@ def converter(*classes):
 
 
 def supported_layers():
-    """The names of the layers ``to_onnx`` converts."""
+    """The names of the layers ``to_onnx`` converts: ``CONVERTERS`` and
+    the sequence layer of every registered cell a native node runs."""
+    stacked = [
+        cell_spec(name).layer_class for name in cell_names()
+        if cell_spec(name).onnx_operator is not None
+        and cell_spec(name).layer_class is not None
+    ]
     return sorted(
         f"{klass.__module__.split('.')[0]}.{klass.__name__}"
-        for klass in CONVERTERS
+        for klass in [*CONVERTERS, *stacked]
     )
 
 
 def convert_layer(graph, layer, args, kwargs):
     function = CONVERTERS.get(type(layer))
+    if function is None and isinstance(layer, StackedRecurrent):
+        # Any registered cell's layer; recurrent.check_cell refuses a cell
+        # that no native node runs.
+        function = recurrent.convert_stacked
     if function is None:
         raise ValueError(
             f"Cannot export layer '{layer.name}' ({type(layer).__name__}) to "

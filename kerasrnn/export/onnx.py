@@ -28,7 +28,7 @@ except ImportError as error:  # pragma: no cover - depends on the install
         "'kerasrnn[export]'"
     ) from error
 
-from kerasrnn.export import manifest as manifest_lib
+from kerasrnn_serving import manifest as manifest_lib
 from kerasrnn.export import precision
 from kerasrnn.export.graph import IR_VERSION
 from kerasrnn.export.graph import OPSET

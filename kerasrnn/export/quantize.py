@@ -16,7 +16,7 @@ import pathlib
 
 import numpy as np
 
-from kerasrnn.export import manifest as manifest_lib
+from kerasrnn_serving import manifest as manifest_lib
 from kerasrnn.export.onnx import op_inventory
 from kerasrnn.export.onnx import sample_inputs
 

@@ -4,8 +4,10 @@ One node per layer-direction group: a ``RNN`` layer is one ``forward`` or
 ``reverse`` node, a ``Bidirectional`` one ``bidirectional`` node, a stack of
 ``num_layers`` layers ``num_layers`` nodes; ``cell_step`` writes one step
 of a bare cell (a decoder's) as a node over a sequence of length 1.
-Weights go through ``kerasrnn.weights.layouts.keras_to_onnx`` (the one
-place where gates are permuted). Inside a stack the sequence stays
+Which node runs a cell, and how its weights are laid out, comes from the
+cell registry (``kerasrnn.cells.registry``); weights go through
+``kerasrnn.weights.layouts.keras_to_onnx`` (the one place where gates are
+permuted). Inside a stack the sequence stays
 time-major (``[T, B, F]``, the only layout onnxruntime accepts), with one
 transpose in and one out.
 
@@ -28,19 +30,16 @@ import keras
 import numpy as np
 from onnx import TensorProto
 
-from kerasrnn.cells import GRUCell
-from kerasrnn.cells import LSTMCell
-from kerasrnn.cells import SimpleRNNCell
+from kerasrnn.cells.registry import cell_spec
+from kerasrnn.cells.registry import is_registered
 from kerasrnn.export.graph import Mask
 from kerasrnn.export.graph import Value
 from kerasrnn.layers.bidirectional import Bidirectional
 from kerasrnn.layers.rnn import RNN
 from kerasrnn.layers.stacked import StackedRecurrent
-from kerasrnn.weights import layouts
+from kerasrnn.weights.transfer import onnx_cell_weights
 
-CELL_TYPES = {SimpleRNNCell: "simple_rnn", LSTMCell: "lstm", GRUCell: "gru"}
 INT64 = TensorProto.INT64
-ONNX_OPS = {"simple_rnn": "RNN", "lstm": "LSTM", "gru": "GRU"}
 # Keras activation -> ONNX recurrent activation, alpha, beta (None: the
 # function takes none).
 ACTIVATIONS = {
@@ -313,12 +312,12 @@ def check_cell(cell, name):
     """Refuses a cell the native operators cannot run (unknown class, not
     float32, an activation with no ONNX counterpart); ``name`` is the
     layer it belongs to, for the message."""
-    if type(cell) not in CELL_TYPES:
+    if not is_registered(cell) or cell_spec(cell).onnx_operator is None:
         raise TypeError(
             f"Layer '{name}' runs a {type(cell).__name__}; ONNX "
-            "export supports kerasrnn's SimpleRNNCell, LSTMCell and "
-            "GRUCell (exactly these classes: a subclass may compute "
-            "other equations)."
+            "export supports the registered kerasrnn cells that a native "
+            "ONNX RNN/LSTM/GRU node runs (exactly these classes: a "
+            "subclass may compute other equations)."
         )
     if cell.compute_dtype != "float32" or cell.variable_dtype != (
         "float32"
@@ -371,7 +370,7 @@ def _cell_activations(layer_name, cell):
         if hasattr(cell, "recurrent_activation") else []
     )
     candidate = _activation(layer_name, cell, "activation")
-    if isinstance(cell, LSTMCell):
+    if cell_spec(cell).onnx_operator == "LSTM":
         return gate + [candidate, candidate]
     return gate + [candidate]
 
@@ -461,18 +460,11 @@ def _node(graph, cells, activations, direction, x_tm, lengths, initial,
     direction, in ONNX's order); ``initial`` is None or, per state kind,
     the ``[B, H]`` names per direction. Returns the node's outputs
     ``[Y or "", Y_h(, Y_c)]``."""
-    cell_type = CELL_TYPES[type(cells[0])]
-    weights = [
-        layouts.keras_to_onnx(
-            cell_type,
-            *(None if v is None else keras.ops.convert_to_numpy(v)
-              for v in (cell.kernel, cell.recurrent_kernel, cell.bias)),
-            reset_after=getattr(cell, "reset_after", True),
-        )
-        for cell in cells
-    ]
-    W, R, B = (np.stack(arrays).astype("float32") for arrays in
-               zip(*weights))
+    spec = cell_spec(cells[0])
+    W, R, B, *P = (
+        np.stack(arrays).astype("float32")
+        for arrays in zip(*(onnx_cell_weights(cell) for cell in cells))
+    )
     inputs = [
         x_tm,
         graph.constant(W, f"{hint}/W"),
@@ -480,7 +472,8 @@ def _node(graph, cells, activations, direction, x_tm, lengths, initial,
         graph.constant(B, f"{hint}/B"),
         lengths,
     ]
-    for kind, names in enumerate(initial or []):
+    initial = initial or []
+    for kind, names in enumerate(initial):
         stacked = [graph.unsqueeze(name, [0], hint) for name in names]
         inputs.append(
             stacked[0] if len(stacked) == 1 else graph.op(
@@ -498,13 +491,19 @@ def _node(graph, cells, activations, direction, x_tm, lengths, initial,
         attributes["activation_alpha"] = alphas
     if betas:
         attributes["activation_beta"] = betas
-    if cell_type == "gru":
+    if spec.recurrent_bias is not None:
         # Always explicit: onnxruntime's CUDA provider checks the attribute.
-        attributes["linear_before_reset"] = int(cells[0].reset_after)
+        attributes["linear_before_reset"] = int(
+            getattr(cells[0], spec.recurrent_bias)
+        )
+    if P:
+        # LSTM inputs: X W R B sequence_lens initial_h initial_c P.
+        inputs += [""] * (7 - len(inputs))
+        inputs.append(graph.constant(P[0], f"{hint}/P"))
+    op = spec.onnx_operator
     outputs = ["Y" if need_sequences else "", "Y_h"]
-    if cell_type == "lstm":
+    if op == "LSTM":
         outputs.append("Y_c")
-    op = ONNX_OPS[cell_type]
     results = graph.op(op, inputs, hint, outputs=outputs, **attributes)
     graph.recurrent_nodes.append(
         {"node": graph.nodes[-1].name, "layer": hint, "op": op,

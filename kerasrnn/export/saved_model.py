@@ -63,8 +63,8 @@ import tensorflow as tf
 from tensorflow.core.protobuf import saved_model_pb2
 
 from kerasrnn.decoding.options import split_options
-from kerasrnn.export import manifest as manifest_lib
-from kerasrnn.export.manifest import tensor_entry
+from kerasrnn_serving import manifest as manifest_lib
+from kerasrnn_serving.manifest import tensor_entry
 from kerasrnn.export.onnx import PARITY_ATOL
 from kerasrnn.export.onnx import PARITY_RTOL
 from kerasrnn.export.onnx import build_onnx

@@ -58,7 +58,7 @@ import onnx
 from onnx import helper
 from onnx import numpy_helper
 
-from kerasrnn.export import manifest as manifest_lib
+from kerasrnn_serving import manifest as manifest_lib
 
 VERSION = "1"
 CONFIG_FILE = "config.pbtxt"

@@ -2,8 +2,9 @@
 
 Autodiff through ``tf.while_loop`` (the generic path, ``time_loop.py``)
 accumulates the recurrent weight gradient with one small matmul per step and
-keeps every intermediate of every op. Here the cell's ``fused_step`` caches
-only what its backward needs, the backward loop does only the per-step chain
+keeps every intermediate of every op. Here the loop runs the cell's ``step``
+(its equations, the same ones every loop runs) and keeps only the ``cache``
+it returns for the backward, the backward loop does only the per-step chain
 rule (``fused_step_backward``: elementwise work and ``dz Uᵀ``), and the weight
 gradients are single large matmuls over all steps afterwards
 (``dU = Σ_t h_{t-1}ᵀ dz_t``), as cuDNN and PyTorch's fused kernels do.
@@ -43,7 +44,7 @@ def run_fused_loop(cell, inputs, initial_states, mask=None,
     input_parameters = [tf.identity(cell.kernel)]
     if cell.use_bias:
         input_parameters.append(tf.identity(cell.input_bias))
-    parameters = [tf.identity(p) for p in cell.fused_parameters()]
+    parameters = [tf.identity(p) for p in cell.step_parameters()]
     input_count, state_count = len(input_parameters), len(initial_states)
 
     @tf.custom_gradient
@@ -61,7 +62,7 @@ def run_fused_loop(cell, inputs, initial_states, mask=None,
             return tf.TensorArray(inputs.dtype, size=steps)
 
         def forward(t, states, state_arrays, *cache_array):
-            new_states, cache = cell.fused_step(
+            new_states, cache = cell.step(
                 project(inputs[t]), states, params, recurrent_mask
             )
             if mask is not None:
@@ -71,7 +72,8 @@ def run_fused_loop(cell, inputs, initial_states, mask=None,
             state_arrays = [a.write(t, s) for a, s in zip(state_arrays,
                                                            new_states)]
             # A cell whose backward needs only the states caches nothing.
-            cache_array = [a.write(t, cache) for a in cache_array]
+            cache_array = [a.write(t, tf.concat(cache, axis=-1))
+                           for a in cache_array]
             return (t + 1, new_states, state_arrays, *cache_array)
 
         _, _, state_arrays, *cache_array = tf.while_loop(
@@ -144,7 +146,7 @@ def run_forward_loop(cell, inputs, initial_states, mask=None,
     """The forward of ``run_fused_loop`` alone, for inference.
 
     ``x_t W + b`` in the loop, where it overlaps with the previous step's
-    recurrent work, then the cell's ``recurrent_step``; no cache and no
+    recurrent work, then the cell's ``step``; no cache and no
     state history: only the hidden states are written, and only when
     ``return_sequences``. Gradients, if asked for, come from
     autodiff through the loop (correct, not fast: training uses
@@ -160,13 +162,15 @@ def run_forward_loop(cell, inputs, initial_states, mask=None,
     """
     kernel = tf.convert_to_tensor(cell.kernel)
     bias = tf.convert_to_tensor(cell.input_bias) if cell.use_bias else None
+    parameters = cell.step_parameters()
     steps = tf.shape(inputs)[0]
 
     def forward(t, states, *hidden_array):
         projected = tf.matmul(inputs[t], kernel)
         if bias is not None:
             projected = projected + bias
-        _, new_states = cell.recurrent_step(projected, states, recurrent_mask)
+        new_states, _ = cell.step(projected, states, parameters,
+                                  recurrent_mask)
         if mask is not None:
             keep = mask[t]
             new_states = [tf.where(keep, new, old)

@@ -5,6 +5,7 @@ generic loop."""
 import inspect
 
 import keras
+import numpy as np
 from keras import ops
 
 from kerasrnn.cells.base import RecurrentCell
@@ -15,6 +16,7 @@ from kerasrnn.layers.fused_loop import keras_outputs
 from kerasrnn.layers.fused_loop import last_keras_output
 from kerasrnn.layers.fused_loop import run_forward_loop
 from kerasrnn.layers.fused_loop import run_fused_loop
+from kerasrnn.layers.time_loop import active_probe
 from kerasrnn.layers.time_loop import run_time_loop
 
 
@@ -23,7 +25,7 @@ class RNN(keras.layers.Layer):
     """Runs a cell over a sequence, like ``keras.layers.RNN``.
 
     The input part of every gate, ``x_t W + b``, is computed for all steps in
-    one matmul before the loop; the loop does only ``recurrent_step``.
+    one matmul before the loop; the loop does only the cell's ``step``.
     Equivalent loop, for ``sequences`` of shape ``(B, T, F)``::
 
         states = initial_state or zeros
@@ -58,6 +60,7 @@ class RNN(keras.layers.Layer):
             hand-written backward pass; otherwise a forward-only loop that
             keeps no cache (autodiff still works through it). False forces
             the generic loop with autodiff; all give the same numbers.
+            ``cell.fused_path_note`` says why a cell runs the generic loop.
 
     Call arguments:
         sequences: float ``(B, T, F)``.
@@ -186,6 +189,13 @@ class RNN(keras.layers.Layer):
         if input_mask is not None:
             # One mask for the whole sequence: broadcast over time.
             sequences = sequences * ops.expand_dims(input_mask, 1)
+        probe = active_probe()
+        if probe is not None:
+            return self._result(
+                *self._generic_loop(sequences, states, mask, recurrent_mask,
+                                    probe),
+                carry=False,
+            )
         if self.fused and self.cell.supports_fused and not self.unroll:
             loop = self._fused_loop if training else self._forward_loop
             last_output, outputs, final_states = loop(
@@ -225,12 +235,12 @@ class RNN(keras.layers.Layer):
                 mask = ops.flip(mask, axis=1)
         return sequences, mask, states
 
-    def _result(self, last_output, outputs, final_states):
-        """Stores the carried states and returns what ``call`` returns, in
-        this layer's dtype; a Keras cell's states nested as it nests
-        them."""
+    def _result(self, last_output, outputs, final_states, carry=True):
+        """Stores the carried states (unless ``carry`` is False) and
+        returns what ``call`` returns, in this layer's dtype; a Keras
+        cell's states nested as it nests them."""
         final_states = [ops.cast(s, self.compute_dtype) for s in final_states]
-        if self.stateful:
+        if self.stateful and carry:
             for variable, value in zip(self.states, final_states):
                 variable.assign(value)
         output = outputs if self.return_sequences else last_output
@@ -286,13 +296,37 @@ class RNN(keras.layers.Layer):
         outputs = keras_outputs(hidden_states, mask, self.zero_output_for_mask)
         return last_output, ops.transpose(outputs, (1, 0, 2)), final_states
 
-    def _generic_loop(self, sequences, states, mask, recurrent_mask):
-        projected = self.cell.project_inputs(sequences)
-
-        def step(projected_t, step_states):
-            return self.cell.recurrent_step(
-                projected_t, step_states, recurrent_mask
+    def _generic_loop(self, sequences, states, mask, recurrent_mask,
+                      probe=None):
+        """The cell's ``recurrent_step`` in the core time loop; with a
+        ``probe`` (``time_loop.probing``), its perturbation ``ε_k`` is
+        added to the states of step ``k``."""
+        cell = self.cell
+        projected = cell.project_inputs(sequences)
+        bounds = None
+        if probe is not None:
+            sizes = list(cell.state_size)
+            width = projected.shape[-1]
+            epsilon = probe.perturbation(
+                self, (ops.shape(sequences)[0], ops.shape(sequences)[1],
+                       sum(sizes)), projected.dtype,
             )
+            # ε_k travels through the loop next to x_k W + b.
+            projected = ops.concatenate([projected, epsilon], axis=-1)
+            bounds = np.cumsum([width, *sizes]).tolist()
+
+        def step(inputs_t, step_states):
+            if bounds is None:
+                return cell.recurrent_step(inputs_t, step_states,
+                                           recurrent_mask)
+            output, new_states = cell.recurrent_step(
+                inputs_t[:, :bounds[0]], step_states, recurrent_mask
+            )
+            epsilons = [inputs_t[:, start:stop]
+                        for start, stop in zip(bounds, bounds[1:])]
+            new_states = [s + e for s, e in zip(new_states, epsilons)]
+            # A kerasrnn cell outputs its first state, h_k.
+            return output + epsilons[0], new_states
 
         return run_time_loop(
             step,

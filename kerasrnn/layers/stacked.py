@@ -13,17 +13,23 @@ import keras
 from keras import ops
 
 from kerasrnn.cells import GRUCell
+from kerasrnn.cells import IndRNNCell
 from kerasrnn.cells import LSTMCell
+from kerasrnn.cells import PeepholeLSTMCell
 from kerasrnn.cells import SimpleRNNCell
 from kerasrnn.cells.base import RecurrentCell
 from kerasrnn.cells.base import fresh_initializer
-from kerasrnn.cells.base import validate_rate
+from kerasrnn.cells.registry import cell_spec
+from kerasrnn.cells.registry import is_registered
 from kerasrnn.layers.bidirectional import Bidirectional
 from kerasrnn.layers.bidirectional import check_merge_mode
 from kerasrnn.layers.checks import check_sequences
 from kerasrnn.layers.checks import check_states
 from kerasrnn.layers.pooling import last_valid_step
 from kerasrnn.layers.rnn import RNN
+from kerasrnn.validation import check_choice
+from kerasrnn.validation import check_int
+from kerasrnn.validation import check_rate
 
 STATE_LAYOUTS = ("keras", "pytorch")
 # Arguments for the Layer itself; every other keyword configures the cells.
@@ -72,6 +78,13 @@ class StackedRecurrent(keras.layers.Layer):
 
     cell_class = RecurrentCell
 
+    def __init_subclass__(cls, **kwargs):
+        """A subclass that names a registered ``cell_class`` becomes that
+        cell's sequence layer in the registry (what models build)."""
+        super().__init_subclass__(**kwargs)
+        if "cell_class" in cls.__dict__ and is_registered(cls.cell_class):
+            cell_spec(cls.cell_class).layer_class = cls
+
     def __init__(
         self,
         units,
@@ -103,18 +116,8 @@ class StackedRecurrent(keras.layers.Layer):
                 f"{sorted(self.cell_arguments())} or layer arguments."
             )
         super().__init__(**layer_kwargs)
-        if isinstance(num_layers, bool) or not isinstance(
-            num_layers, int
-        ) or num_layers < 1:
-            raise ValueError(
-                "`num_layers` must be a positive integer. Received: "
-                f"num_layers={num_layers!r}"
-            )
-        if state_layout not in STATE_LAYOUTS:
-            raise ValueError(
-                f"`state_layout` must be one of {STATE_LAYOUTS}. Received: "
-                f"state_layout={state_layout!r}"
-            )
+        check_int("num_layers", num_layers)
+        check_choice("state_layout", state_layout, STATE_LAYOUTS)
         if go_backwards and (num_layers > 1 or bidirectional):
             raise ValueError(
                 "`go_backwards=True` applies to one unidirectional layer; "
@@ -147,7 +150,7 @@ class StackedRecurrent(keras.layers.Layer):
                 "`merge_mode=None` cannot feed a next layer; use 'concat', "
                 "'sum', 'mul' or 'ave'."
             )
-        self.inter_layer_dropout = validate_rate(
+        self.inter_layer_dropout = check_rate(
             "inter_layer_dropout", inter_layer_dropout
         )
         self.residual = residual
@@ -634,6 +637,101 @@ class GRU(CudnnArgument, StackedRecurrent):
         unroll=False,
         reset_after=True,
         use_cudnn="auto",
+        zero_output_for_mask=False,
+        num_layers=1,
+        bidirectional=False,
+        merge_mode="concat",
+        inter_layer_dropout=0.0,
+        residual=False,
+        state_layout="keras",
+        **kwargs,
+    ):
+        super().__init__(**_spelled_out(locals()))
+
+
+@keras.saving.register_keras_serializable(package="kerasrnn")
+class PeepholeLSTM(StackedRecurrent):
+    """Peephole LSTM layer(s); see ``PeepholeLSTMCell`` and
+    ``StackedRecurrent``.
+
+    The arguments are ``kerasrnn.LSTM``'s (without ``use_cudnn``) and the
+    peephole weights' initializer, regularizer and constraint."""
+
+    cell_class = PeepholeLSTMCell
+
+    def __init__(
+        self,
+        units,
+        activation="tanh",
+        recurrent_activation="sigmoid",
+        use_bias=True,
+        kernel_initializer="glorot_uniform",
+        recurrent_initializer="orthogonal",
+        bias_initializer="zeros",
+        peephole_initializer="zeros",
+        unit_forget_bias=True,
+        kernel_regularizer=None,
+        recurrent_regularizer=None,
+        bias_regularizer=None,
+        peephole_regularizer=None,
+        activity_regularizer=None,
+        kernel_constraint=None,
+        recurrent_constraint=None,
+        bias_constraint=None,
+        peephole_constraint=None,
+        dropout=0.0,
+        recurrent_dropout=0.0,
+        seed=None,
+        return_sequences=False,
+        return_state=False,
+        go_backwards=False,
+        stateful=False,
+        unroll=False,
+        zero_output_for_mask=False,
+        num_layers=1,
+        bidirectional=False,
+        merge_mode="concat",
+        inter_layer_dropout=0.0,
+        residual=False,
+        state_layout="keras",
+        **kwargs,
+    ):
+        super().__init__(**_spelled_out(locals()))
+
+
+@keras.saving.register_keras_serializable(package="kerasrnn")
+class IndRNN(StackedRecurrent):
+    """IndRNN layer(s); see ``IndRNNCell`` and ``StackedRecurrent``.
+
+    The arguments are ``kerasrnn.SimpleRNN``'s with IndRNN's defaults
+    (ReLU, ``u`` uniform on [0, 1]) and ``recurrent_max_abs``."""
+
+    cell_class = IndRNNCell
+
+    def __init__(
+        self,
+        units,
+        activation="relu",
+        use_bias=True,
+        kernel_initializer="glorot_uniform",
+        recurrent_initializer=None,
+        bias_initializer="zeros",
+        recurrent_max_abs=1.0,
+        kernel_regularizer=None,
+        recurrent_regularizer=None,
+        bias_regularizer=None,
+        activity_regularizer=None,
+        kernel_constraint=None,
+        recurrent_constraint=None,
+        bias_constraint=None,
+        dropout=0.0,
+        recurrent_dropout=0.0,
+        return_sequences=False,
+        return_state=False,
+        go_backwards=False,
+        stateful=False,
+        unroll=False,
+        seed=None,
         zero_output_for_mask=False,
         num_layers=1,
         bidirectional=False,

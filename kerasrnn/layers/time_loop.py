@@ -8,9 +8,41 @@ unrolled loop when the length is static and ``unroll=True``.
 Masking follows Keras: at a masked step the states carry over unchanged, and
 the output is either the previous step's output (zeros before the first
 step) or zeros (``zero_output_for_mask=True``).
+
+The loop's diagnostics hook is ``probing(probe)``: inside it every kerasrnn
+``RNN`` runs this loop (never a fused one) and adds, to the states its cell
+computes at step ``k``, the ``(B, T, S)`` tensor ``ε`` that
+``probe.perturbation(layer, shape, dtype)`` returns (``S`` the states'
+summed sizes, in ``state_size`` order), leaving stateful layers' carried
+states as they were. ``kerasrnn.diagnostics.gradient_flow`` passes zeros and
+reads ``∂L/∂ε_k = ∂L/∂s_k`` from one backward pass, through the real
+layers.
 """
 
+import contextlib
+import threading
+
 import tensorflow as tf
+
+_ACTIVE = threading.local()
+
+
+@contextlib.contextmanager
+def probing(probe):
+    """Runs the block with ``probe`` as the recurrent layers' state probe
+    (see the module docstring); probes do not nest."""
+    if active_probe() is not None:
+        raise RuntimeError("A state probe is already active in this thread.")
+    _ACTIVE.probe = probe
+    try:
+        yield probe
+    finally:
+        _ACTIVE.probe = None
+
+
+def active_probe():
+    """The probe of the enclosing ``probing`` block, or None."""
+    return getattr(_ACTIVE, "probe", None)
 
 
 def run_time_loop(

@@ -17,6 +17,7 @@ import ml_dtypes
 from keras import ops
 
 from kerasrnn.cells.base import fresh_initializer
+from kerasrnn.validation import check_int
 
 
 def masked_score(dtype):
@@ -83,12 +84,7 @@ class BahdanauAttention(_Attention):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        if isinstance(units, bool) or not isinstance(units, int) or units < 1:
-            raise ValueError(
-                "`units` must be a positive integer. Received: "
-                f"units={units!r}"
-            )
-        self.units = units
+        self.units = check_int("units", units)
         self.kernel_initializer = keras.initializers.get(kernel_initializer)
         self.bias_initializer = keras.initializers.get(bias_initializer)
 

@@ -20,16 +20,15 @@ import keras
 import tensorflow as tf
 from keras import ops
 
-from kerasrnn.cells import GRUCell
-from kerasrnn.cells import LSTMCell
-from kerasrnn.cells import SimpleRNNCell
-from kerasrnn.cells.base import validate_rate
-from kerasrnn.cells.base import validate_units
+from kerasrnn.cells.registry import resolve_cell
+from kerasrnn.cells.registry import serialize_cell
+from kerasrnn.validation import check_choice
+from kerasrnn.validation import check_int
+from kerasrnn.validation import check_rate
 from kerasrnn.models import initializers
 from kerasrnn.models.attention import BahdanauAttention
 from kerasrnn.models.attention import LuongAttention
 
-CELLS = {"lstm": LSTMCell, "gru": GRUCell, "simple_rnn": SimpleRNNCell}
 ATTENTIONS = (None, "bahdanau", "luong_dot", "luong_general")
 # The attention half of a decoder state, after the cells' states.
 ATTENTION_STATE = ("attentional", "memory", "keys", "memory_mask")
@@ -42,23 +41,6 @@ def stack_state_names(cell, layers):
             for name in cell.state_names]
 
 
-def check_choice(name, value, choices):
-    if value not in choices:
-        raise ValueError(
-            f"`{name}` must be one of {list(choices)}. Received: "
-            f"{name}={value!r}"
-        )
-    return value
-
-
-def check_positive_int(name, value):
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(
-            f"`{name}` must be a positive integer. Received: {name}={value!r}"
-        )
-    return value
-
-
 @keras.saving.register_keras_serializable(package="kerasrnn")
 class RecurrentDecoder(keras.layers.Layer):
     """Decoder of a sequence-to-sequence model (equations in the module doc).
@@ -67,7 +49,10 @@ class RecurrentDecoder(keras.layers.Layer):
         vocabulary_size: V, the target vocabulary.
         embedding_dim: E, the size of the target embedding.
         units: H, the state size of every layer and the size of ``ã``.
-        cell: ``"lstm"``, ``"gru"`` or ``"simple_rnn"``.
+        cell: a registered cell: its name (``"lstm"``, ``"gru"``,
+            ``"simple_rnn"``..., see ``kerasrnn.cells.cell_names()``), its
+            class, or a cell object whose configuration (all but name and
+            units) every cell copies.
         num_layers: L, stacked cells.
         attention: None, ``"bahdanau"``, ``"luong_dot"`` or
             ``"luong_general"``.
@@ -109,17 +94,18 @@ class RecurrentDecoder(keras.layers.Layer):
         super().__init__(**kwargs)
         self.initializers = initializers.resolve(locals())
         init = self.initializers
-        self.vocabulary_size = check_positive_int(
+        self.vocabulary_size = check_int(
             "vocabulary_size", vocabulary_size
         )
-        self.embedding_dim = check_positive_int("embedding_dim", embedding_dim)
-        self.units = validate_units(units)
-        self.cell = check_choice("cell", cell, CELLS)
-        self.num_layers = check_positive_int("num_layers", num_layers)
+        self.embedding_dim = check_int("embedding_dim", embedding_dim)
+        self.units = check_int("units", units)
+        spec, cell_template = resolve_cell(cell)
+        self.cell = cell
+        self.num_layers = check_int("num_layers", num_layers)
         self.attention = check_choice("attention", attention, ATTENTIONS)
         self.attention_units = attention_units
         self.tie_embeddings = bool(tie_embeddings)
-        self.dropout = validate_rate("dropout", dropout)
+        self.dropout = check_rate("dropout", dropout)
         self.seed = seed
         self.seed_generator = keras.random.SeedGenerator(seed)
 
@@ -129,8 +115,10 @@ class RecurrentDecoder(keras.layers.Layer):
             name="embedding",
         )
         self.cells = [
-            CELLS[cell](units, name=f"cell_{index}",
-                        **initializers.cell_arguments(init))
+            spec.cell_class(
+                units, name=f"cell_{index}",
+                **{**initializers.cell_arguments(init), **cell_template},
+            )
             for index in range(num_layers)
         ]
         self.dropout_layer = keras.layers.Dropout(
@@ -397,7 +385,7 @@ class RecurrentDecoder(keras.layers.Layer):
                 "vocabulary_size": self.vocabulary_size,
                 "embedding_dim": self.embedding_dim,
                 "units": self.units,
-                "cell": self.cell,
+                "cell": serialize_cell(self.cell),
                 "num_layers": self.num_layers,
                 "attention": self.attention,
                 "attention_units": self.attention_units,

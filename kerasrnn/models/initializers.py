@@ -5,7 +5,9 @@ None by default, meaning the value in ``DEFAULTS``:
 
     embeddings_initializer   both embeddings               N(0, 1)
     kernel_initializer       input kernels W of the cells  glorot_uniform
-    recurrent_initializer    recurrent kernels U           orthogonal
+    recurrent_initializer    recurrent kernels U           the cell's own
+                                                           (orthogonal;
+                                                           IndRNN U(0, 1))
     bias_initializer         cell, attention, output bias  zeros
     attention_initializer    attention kernels             U(±1/√fan_in)
     output_initializer       attentional, bridge, output   U(±1/√fan_in)
@@ -39,7 +41,8 @@ DEFAULTS = {
         "class_name": "RandomNormal", "config": {"mean": 0.0, "stddev": 1.0}
     },
     "kernel_initializer": "glorot_uniform",
-    "recurrent_initializer": "orthogonal",
+    # None: the cell's own default (a cell knows its recurrence's shape).
+    "recurrent_initializer": None,
     "bias_initializer": "zeros",
     "attention_initializer": TORCH_LINEAR,
     "output_initializer": TORCH_LINEAR,
@@ -84,9 +87,12 @@ def fresh_one(resolved, name):
 
 
 def cell_arguments(resolved):
-    """The cell constructor arguments among ``resolved``, fresh copies."""
-    return fresh(resolved, "kernel_initializer", "recurrent_initializer",
-                 "bias_initializer")
+    """The cell constructor arguments among ``resolved``, fresh copies;
+    one left at None keeps the cell's own default."""
+    arguments = fresh(resolved, "kernel_initializer",
+                      "recurrent_initializer", "bias_initializer")
+    return {name: value for name, value in arguments.items()
+            if value is not None}
 
 
 def serialize(resolved):

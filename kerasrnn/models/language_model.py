@@ -9,16 +9,16 @@ import numpy as np
 from keras import ops
 
 from kerasrnn import decoding
-from kerasrnn.cells.base import validate_rate
-from kerasrnn.cells.base import validate_units
+from kerasrnn.validation import check_rate
+from kerasrnn.validation import check_int
 from kerasrnn.decoding.options import split_options
-from kerasrnn.layers.stacked import GRU
-from kerasrnn.layers.stacked import LSTM
+from kerasrnn.cells.registry import resolve_cell
+from kerasrnn.cells.registry import sequence_layer
+from kerasrnn.cells.registry import serialize_cell
 from kerasrnn.models import initializers
 from kerasrnn.models.decoder import stack_state_names
 from kerasrnn.models.lm_data import Vocabulary
 
-CELLS = {"lstm": LSTM, "gru": GRU}
 
 
 def _uniform(scale):
@@ -46,8 +46,10 @@ class LanguageModel(keras.Model):
         embedding_dim: D (must equal ``units`` when ``tie_weights``).
         units: H, the state size of every recurrent layer.
         num_layers: recurrent layers in the stack.
-        cell: ``"lstm"`` or ``"gru"`` (``kerasrnn.LSTM`` / ``kerasrnn.GRU``,
-            fused fast path).
+        cell: a registered cell with a sequence layer: its name
+            (``"lstm"``, ``"gru"``..., ``kerasrnn.cells.cell_names()``), its
+            class, or a cell object whose configuration (all but name and
+            units) the layers copy.
         tie_weights: use the embedding matrix, transposed, as the output
             matrix: one shared variable (Press & Wolf 2017).
         embedding_dropout: dropout on the embeddings.
@@ -66,7 +68,8 @@ class LanguageModel(keras.Model):
             --embeddings-initializer``).
         kernel_initializer, recurrent_initializer, bias_initializer: the
             recurrent cells' (Keras' defaults ``"glorot_uniform"``,
-            ``"orthogonal"``, ``"zeros"``).
+            ``"orthogonal"``, ``"zeros"``; ``recurrent_initializer=None``
+            keeps the cell's own, e.g. the IndRNN's).
         output_initializer: the softmax kernel (default
             ``"glorot_uniform"``; its bias starts at zero).
         stateful: when ``call`` gets no ``initial_state``, start from the
@@ -121,7 +124,7 @@ class LanguageModel(keras.Model):
         vocabulary=None,
         embeddings_initializer=None,
         kernel_initializer="glorot_uniform",
-        recurrent_initializer="orthogonal",
+        recurrent_initializer=None,
         bias_initializer="zeros",
         output_initializer="glorot_uniform",
         **kwargs,
@@ -142,18 +145,9 @@ class LanguageModel(keras.Model):
         for name, value in (("vocabulary_size", vocabulary_size),
                             ("embedding_dim", embedding_dim),
                             ("num_layers", num_layers)):
-            if isinstance(value, bool) or not isinstance(value, int) or (
-                value < 1
-            ):
-                raise ValueError(
-                    f"`{name}` must be a positive integer. Received: "
-                    f"{name}={value!r}"
-                )
-        if cell not in CELLS:
-            raise ValueError(
-                f"`cell` must be one of {sorted(CELLS)}. Received: "
-                f"cell={cell!r}"
-            )
+            check_int(name, value)
+        spec, cell_template = resolve_cell(cell)
+        layer_class = sequence_layer(spec)
         if tie_weights and embedding_dim != units:
             raise ValueError(
                 "`tie_weights=True` uses the embedding as the output matrix, "
@@ -177,17 +171,17 @@ class LanguageModel(keras.Model):
             )
         self.vocabulary_size = vocabulary_size
         self.embedding_dim = embedding_dim
-        self.units = validate_units(units)
+        self.units = check_int("units", units)
         self.num_layers = num_layers
         self.cell = cell
         self.tie_weights = bool(tie_weights)
-        self.embedding_dropout = validate_rate(
+        self.embedding_dropout = check_rate(
             "embedding_dropout", embedding_dropout
         )
-        self.inter_layer_dropout = validate_rate(
+        self.inter_layer_dropout = check_rate(
             "inter_layer_dropout", inter_layer_dropout
         )
-        self.output_dropout = validate_rate("output_dropout", output_dropout)
+        self.output_dropout = check_rate("output_dropout", output_dropout)
         self.init_scale = init_scale
         self.stateful = bool(stateful)
         self.batch_size = batch_size
@@ -221,10 +215,13 @@ class LanguageModel(keras.Model):
             name: init[name] for name in (
                 "kernel_initializer", "recurrent_initializer",
                 "bias_initializer")
+            if init[name] is not None
         }
-        if init_scale is not None and cell == "lstm":
+        if init_scale is not None and (
+            "unit_forget_bias" in layer_class.cell_arguments()
+        ):
             cell_arguments["unit_forget_bias"] = False
-        self.recurrent = CELLS[cell](
+        self.recurrent = layer_class(
             units,
             num_layers=num_layers,
             inter_layer_dropout=self.inter_layer_dropout,
@@ -232,7 +229,7 @@ class LanguageModel(keras.Model):
             return_state=True,
             seed=seed,
             name="recurrent",
-            **cell_arguments,
+            **{**cell_arguments, **cell_template},
         )
         self.embedding_dropout_layer = keras.layers.Dropout(
             self.embedding_dropout, seed=seed
@@ -444,7 +441,7 @@ class LanguageModel(keras.Model):
                 "embedding_dim": self.embedding_dim,
                 "units": self.units,
                 "num_layers": self.num_layers,
-                "cell": self.cell,
+                "cell": serialize_cell(self.cell),
                 "tie_weights": self.tie_weights,
                 "embedding_dropout": self.embedding_dropout,
                 "inter_layer_dropout": self.inter_layer_dropout,

@@ -26,6 +26,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from kerasrnn.validation import check_int
+
 UNK, EOS = "<unk>", "<eos>"
 LEVELS = ("word", "char")
 
@@ -214,8 +216,8 @@ def stream_windows(ids, batch_size, num_steps):
         ``inputs[i, b, t]`` in stream ``b``.
     """
     ids = np.asarray(ids)
-    _check_positive("batch_size", batch_size)
-    _check_positive("num_steps", num_steps)
+    check_int("batch_size", batch_size)
+    check_int("num_steps", num_steps)
     if ids.ndim != 1 or ids.size == 0:
         raise ValueError(
             "`ids` must be a non-empty 1-D token stream. Received: shape="
@@ -245,12 +247,3 @@ def stream_dataset(ids, batch_size, num_steps):
     the state), for a training loop or ``fit(..., shuffle=False)``."""
     inputs, labels = stream_windows(ids, batch_size, num_steps)
     return tf.data.Dataset.from_tensor_slices((inputs, labels))
-
-
-def _check_positive(name, value):
-    if isinstance(value, bool) or not isinstance(
-        value, (int, np.integer)
-    ) or value < 1:
-        raise ValueError(
-            f"`{name}` must be a positive integer. Received: {name}={value!r}"
-        )

@@ -26,6 +26,7 @@ import numpy as np
 import tensorflow as tf
 
 from kerasrnn.models.lm_data import stream_dataset
+from kerasrnn.validation import check_int
 
 OPTIMIZERS = {"sgd": keras.optimizers.SGD, "adam": keras.optimizers.Adam}
 
@@ -189,13 +190,7 @@ def evaluate_stream(model, ids, batch_size=1, num_steps=100, verbose=0,
         )
     for name, value in (("batch_size", batch_size),
                         ("num_steps", num_steps)):
-        if isinstance(value, bool) or not isinstance(value, int) or (
-            value < 1
-        ):
-            raise ValueError(
-                f"`{name}` must be a positive integer. Received: "
-                f"{name}={value!r}"
-            )
+        check_int(name, value)
     length = ids.size // batch_size
     if length < 2:
         raise ValueError(

@@ -10,23 +10,20 @@ import tensorflow as tf
 from keras import ops
 
 from kerasrnn import decoding
-from kerasrnn.cells.base import validate_rate
-from kerasrnn.cells.base import validate_units
+from kerasrnn.validation import check_rate
+from kerasrnn.validation import check_int
 from kerasrnn.decoding.options import split_options
-from kerasrnn.layers import GRU
-from kerasrnn.layers import LSTM
-from kerasrnn.layers import SimpleRNN
+from kerasrnn.cells.registry import resolve_cell
+from kerasrnn.cells.registry import sequence_layer
+from kerasrnn.cells.registry import serialize_cell
 from kerasrnn.models import initializers
 from kerasrnn.models import text
-from kerasrnn.models.decoder import CELLS
 from kerasrnn.models.decoder import RecurrentDecoder
-from kerasrnn.models.decoder import check_choice
-from kerasrnn.models.decoder import check_positive_int
+from kerasrnn.validation import check_choice
 from kerasrnn.models.metrics import MaskedTokenAccuracy
 from kerasrnn.models.metrics import Perplexity
 from kerasrnn.models.metrics import SequenceExactMatch
 
-ENCODERS = {"lstm": LSTM, "gru": GRU, "simple_rnn": SimpleRNN}
 BRIDGES = ("zero", "copy", "dense")
 # Traced generate() graphs kept per model (one per method and static
 # options).
@@ -55,7 +52,10 @@ class Seq2Seq(keras.Model):
         units: H, the decoder's state size. A bidirectional encoder has
             H/2 units per direction (H must be even), so its concatenated
             outputs and states have size H.
-        cell: ``"lstm"``, ``"gru"`` or ``"simple_rnn"`` (both sides).
+        cell: both sides' cell, a registered one: its name (``"lstm"``,
+            ``"gru"``, ``"simple_rnn"``..., ``kerasrnn.cells.cell_names()``),
+            its class, or a cell object whose configuration (all but name
+            and units) every cell copies.
         encoder_layers, decoder_layers: stacked layers.
         bidirectional: bidirectional encoder.
         bridge: encoder final states -> decoder initial states:
@@ -75,8 +75,8 @@ class Seq2Seq(keras.Model):
             times more slowly, see ``kerasrnn.models.initializers``).
         kernel_initializer: the cells' input kernels W, encoder and
             decoder (None: ``"glorot_uniform"``).
-        recurrent_initializer: the cells' recurrent kernels U (None:
-            ``"orthogonal"``).
+        recurrent_initializer: the cells' recurrent kernels U (None: the
+            cell's default, ``"orthogonal"`` for a dense ``U``).
         bias_initializer: the biases of the cells, the attention and the
             output layer (None: ``"zeros"``).
         attention_initializer: the attention's kernels (None: uniform in
@@ -153,10 +153,10 @@ class Seq2Seq(keras.Model):
         )
         self.initializers = initializers.resolve(locals())
         init = self.initializers
-        self.source_vocabulary_size = check_positive_int(
+        self.source_vocabulary_size = check_int(
             "source_vocabulary_size", source_vocabulary_size
         )
-        self.target_vocabulary_size = check_positive_int(
+        self.target_vocabulary_size = check_int(
             "target_vocabulary_size", target_vocabulary_size
         )
         for name, value in (("bos_id", bos_id), ("eos_id", eos_id),
@@ -176,13 +176,14 @@ class Seq2Seq(keras.Model):
                 f"pad_id={pad_id}"
             )
         self.bos_id, self.eos_id, self.pad_id = bos_id, eos_id, pad_id
-        self.embedding_dim = check_positive_int("embedding_dim", embedding_dim)
-        self.units = validate_units(units)
-        self.cell = check_choice("cell", cell, CELLS)
-        self.encoder_layers = check_positive_int(
+        self.embedding_dim = check_int("embedding_dim", embedding_dim)
+        self.units = check_int("units", units)
+        spec, cell_template = resolve_cell(cell)
+        self.cell = cell
+        self.encoder_layers = check_int(
             "encoder_layers", encoder_layers
         )
-        self.decoder_layers = check_positive_int(
+        self.decoder_layers = check_int(
             "decoder_layers", decoder_layers
         )
         self.bidirectional = bool(bidirectional)
@@ -203,11 +204,11 @@ class Seq2Seq(keras.Model):
         self.attention = attention
         self.attention_units = attention_units
         self.tie_embeddings = bool(tie_embeddings)
-        self.dropout = validate_rate("dropout", dropout)
+        self.dropout = check_rate("dropout", dropout)
         if max_source_length is not None:
-            check_positive_int("max_source_length", max_source_length)
+            check_int("max_source_length", max_source_length)
         self.max_source_length = max_source_length
-        self.max_target_length = check_positive_int(
+        self.max_target_length = check_int(
             "max_target_length", max_target_length
         )
         self.seed = seed
@@ -221,7 +222,7 @@ class Seq2Seq(keras.Model):
             self.dropout, seed=seed, name="source_dropout"
         )
         directions = 2 if self.bidirectional else 1
-        self.encoder = ENCODERS[cell](
+        self.encoder = sequence_layer(spec)(
             units // directions,
             num_layers=encoder_layers,
             bidirectional=self.bidirectional,
@@ -229,7 +230,7 @@ class Seq2Seq(keras.Model):
             return_sequences=True,
             return_state=True,
             name="encoder",
-            **initializers.cell_arguments(init),
+            **{**initializers.cell_arguments(init), **cell_template},
         )
         self.states_per_cell = len(self.encoder.state_size)
         self.bridge_dense = None
@@ -699,7 +700,7 @@ class Seq2Seq(keras.Model):
                 "pad_id": self.pad_id,
                 "embedding_dim": self.embedding_dim,
                 "units": self.units,
-                "cell": self.cell,
+                "cell": serialize_cell(self.cell),
                 "encoder_layers": self.encoder_layers,
                 "decoder_layers": self.decoder_layers,
                 "bidirectional": self.bidirectional,

@@ -25,18 +25,11 @@ import re
 import keras
 import numpy as np
 
-from kerasrnn.cells import GRUCell
-from kerasrnn.cells import LSTMCell
-from kerasrnn.cells import SimpleRNNCell
+from kerasrnn.cells.registry import cell_spec
+from kerasrnn.cells.registry import is_registered
 from kerasrnn.layers.stacked import StackedRecurrent
 from kerasrnn.weights import layouts
 
-CELL_TYPES = {SimpleRNNCell: "simple_rnn", LSTMCell: "lstm", GRUCell: "gru"}
-KERAS_LAYERS = {
-    "simple_rnn": keras.layers.SimpleRNN,
-    "lstm": keras.layers.LSTM,
-    "gru": keras.layers.GRU,
-}
 TORCH_PARAMETERS = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
 
 
@@ -139,7 +132,13 @@ def load_keras_weights(layer, keras_layer):
         sources = [keras_layer.forward_layer, keras_layer.backward_layer]
     else:
         sources = [keras_layer]
-    expected_type = KERAS_LAYERS[cell_type]
+    keras_name = cell_spec(cell_type).keras_layer
+    if keras_name is None:
+        raise TypeError(
+            f"Layer '{layer.name}' runs the {cell_type} cell, which Keras "
+            "has no built-in layer for."
+        )
+    expected_type = getattr(keras.layers, keras_name)
     for source in sources:
         if not isinstance(source, expected_type):
             raise TypeError(
@@ -194,16 +193,12 @@ def to_onnx_weights(layer):
         a ``go_backwards`` layer, else ``"forward"``; a GRU node needs
         ``linear_before_reset = int(reset_after)``.
     """
-    cell_type = _cell_type(layer)
+    _cell_type(layer)
     _check_built(layer)
     per_layer = [[] for _ in range(layer.num_layers)]
     for index, (_, cell) in enumerate(_cells(layer)):
         per_layer[index // layer.num_directions].append(
-            layouts.keras_to_onnx(
-                cell_type,
-                *_cell_weights(cell),
-                reset_after=getattr(cell, "reset_after", True),
-            )
+            onnx_cell_weights(cell)
         )
     return [
         tuple(np.stack(arrays) for arrays in zip(*directions))
@@ -211,15 +206,28 @@ def to_onnx_weights(layer):
     ]
 
 
+def onnx_cell_weights(cell):
+    """One cell's ONNX ``(W, R, B)`` (``(W, R, B, P)`` with peepholes)."""
+    spec = cell_spec(cell)
+    extra = {}
+    if spec.recurrent_bias is not None:
+        extra["reset_after"] = getattr(cell, spec.recurrent_bias)
+    if spec.peepholes:
+        extra["peephole_kernel"] = keras.ops.convert_to_numpy(
+            cell.peephole_kernel
+        )
+    return layouts.keras_to_onnx(spec.name, *_cell_weights(cell), **extra)
+
+
 def _cell_type(layer):
-    if not isinstance(layer, StackedRecurrent) or (
-        layer.cell_class not in CELL_TYPES
+    if not isinstance(layer, StackedRecurrent) or not is_registered(
+        layer.cell_class
     ):
         raise TypeError(
-            "Expected a kerasrnn SimpleRNN, LSTM or GRU layer. Received: "
-            f"{layer!r}"
+            "Expected a kerasrnn SimpleRNN, LSTM or GRU layer (a "
+            f"StackedRecurrent of a registered cell). Received: {layer!r}"
         )
-    return CELL_TYPES[layer.cell_class]
+    return cell_spec(layer.cell_class).name
 
 
 def _check_torch_layer(layer):

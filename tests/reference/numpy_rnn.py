@@ -1,4 +1,5 @@
-"""Float64 NumPy reference: Elman, LSTM and GRU networks from their equations.
+"""Float64 NumPy reference: Elman, LSTM, GRU, peephole LSTM and IndRNN
+networks from their equations.
 
 Written from the papers, independently of kerasrnn: each gate is its own
 expression, time is a plain Python loop, everything is float64. It is the
@@ -101,6 +102,44 @@ def lstm_step(
     return o * g(c_new), c_new
 
 
+def peephole_lstm_step(
+    x, h, c, W, U, P, b=None, g=np.tanh, sigma=sigmoid, recurrent_mask=None
+):
+    """LSTM with peephole connections (Gers & Schmidhuber 2000)::
+
+        i_t = σ(x_t W_i + h_{t-1} U_i + p_i ⊙ c_{t-1} + b_i)
+        f_t = σ(x_t W_f + h_{t-1} U_f + p_f ⊙ c_{t-1} + b_f)
+        g_t = g(x_t W_c + h_{t-1} U_c + b_c)
+        c_t = f_t ⊙ c_{t-1} + i_t ⊙ g_t
+        o_t = σ(x_t W_o + h_{t-1} U_o + p_o ⊙ c_t + b_o)
+        h_t = o_t ⊙ g(c_t)
+
+    ``P = [p_i, p_f, p_o]`` (3H,). Returns ``(h_t, c_t)``.
+    """
+    W_i, W_f, W_c, W_o = blocks(W, 4)
+    U_i, U_f, U_c, U_o = blocks(U, 4)
+    p_i, p_f, p_o = blocks(P, 3)
+    if b is None:
+        b = np.zeros(W.shape[-1])
+    b_i, b_f, b_c, b_o = blocks(b, 4)
+    h_in = masked(h, recurrent_mask)
+    i = sigma(x @ W_i + h_in @ U_i + p_i * c + b_i)
+    f = sigma(x @ W_f + h_in @ U_f + p_f * c + b_f)
+    candidate = g(x @ W_c + h_in @ U_c + b_c)
+    c_new = f * c + i * candidate
+    o = sigma(x @ W_o + h_in @ U_o + p_o * c_new + b_o)
+    return o * g(c_new), c_new
+
+
+def indrnn_step(x, h, W, u, b=None, g=relu, recurrent_mask=None):
+    """IndRNN (Li et al. 2018): ``h_t = g(x_t W + u ⊙ h_{t-1} + b)``, each
+    unit its own recurrent weight ``u`` (H,)."""
+    a = x @ W + u * masked(h, recurrent_mask)
+    if b is not None:
+        a = a + b
+    return g(a)
+
+
 def gru_step(
     x,
     h,
@@ -148,8 +187,11 @@ class Cell:
     """One cell: its kind, float64 parameters and activations.
 
     Args:
-        kind: ``"elman"``, ``"lstm"`` or ``"gru"``.
-        W, U, b: the parameters (``b`` None without bias).
+        kind: ``"elman"`` (or ``"simple_rnn"``), ``"lstm"``, ``"gru"``,
+            ``"peephole_lstm"`` or ``"indrnn"``.
+        W, U, b: the parameters (``b`` None without bias); ``U`` is
+            ``(H,)`` for the IndRNN.
+        P: the peephole LSTM's ``(3H,)`` peephole weights.
         activation, recurrent_activation: names in ``ACTIVATIONS``.
         reset_after: GRU reset placement.
     """
@@ -163,10 +205,13 @@ class Cell:
         activation="tanh",
         recurrent_activation="sigmoid",
         reset_after=True,
+        P=None,
     ):
-        if kind not in ("elman", "lstm", "gru"):
+        kind = {"simple_rnn": "elman"}.get(kind, kind)
+        if kind not in ("elman", "lstm", "gru", "peephole_lstm", "indrnn"):
             raise ValueError(f"Unknown cell kind {kind!r}.")
         self.kind = kind
+        self.P = None if P is None else np.asarray(P, np.float64)
         self.W = np.asarray(W, np.float64)
         self.U = np.asarray(U, np.float64)
         self.b = None if b is None else np.asarray(b, np.float64)
@@ -180,8 +225,8 @@ class Cell:
 
     @property
     def num_states(self):
-        """2 for the LSTM (``h``, ``c``), else 1 (``h``)."""
-        return 2 if self.kind == "lstm" else 1
+        """2 for the LSTMs (``h``, ``c``), else 1 (``h``)."""
+        return 2 if self.kind in ("lstm", "peephole_lstm") else 1
 
     def zero_state(self, batch_size):
         return [np.zeros((batch_size, self.units))] * self.num_states
@@ -199,6 +244,17 @@ class Cell:
                 self.sigma, recurrent_mask,
             )
             return h, [h, c]
+        if self.kind == "peephole_lstm":
+            h, c = peephole_lstm_step(
+                x, states[0], states[1], self.W, self.U, self.P, self.b,
+                self.g, self.sigma, recurrent_mask,
+            )
+            return h, [h, c]
+        if self.kind == "indrnn":
+            h = indrnn_step(
+                x, states[0], self.W, self.U, self.b, self.g, recurrent_mask
+            )
+            return h, [h]
         h = gru_step(
             x, states[0], self.W, self.U, self.b, self.g, self.sigma,
             self.reset_after, recurrent_mask,

@@ -1,8 +1,11 @@
-"""The JSON manifest written beside an exported ONNX model.
+"""The manifest contract: the JSON file written beside exported graphs.
 
-It tells a runtime how to feed the model without reading the graph (the
-TensorFlow-free ``kerasrnn_serving.Predictor`` reads it), and records what was
-exported. Keys (format ``kerasrnn-onnx``, version 1)::
+Both sides use this one module (standard library only): the exporters in
+``kerasrnn.export`` write it with ``make``/``write``, and the TensorFlow-free
+runtime (``Predictor``, ``Generator``, the server) reads it with ``read``,
+which checks the format. It tells a runtime how to feed the model without
+reading the graph, and records what was exported. Keys (format
+``kerasrnn-onnx``, version 1)::
 
     model_name, model_file ("model.onnx"), opset, ir_version
     inputs:  [{name, dtype, shape, batch_axis, time_axis,
@@ -100,5 +103,21 @@ def write(directory, manifest):
 
 
 def read(directory):
-    """The manifest in ``directory``."""
-    return json.loads((pathlib.Path(directory) / MANIFEST_FILE).read_text())
+    """The manifest of an export directory, checked for its format."""
+    path = pathlib.Path(directory) / MANIFEST_FILE
+    if not path.exists():
+        raise FileNotFoundError(
+            f"No {MANIFEST_FILE} in {directory}: export the model with "
+            "kerasrnn.export.to_onnx(model, directory)."
+        )
+    manifest = json.loads(path.read_text())
+    if manifest.get("format") != FORMAT or manifest.get(
+        "format_version"
+    ) != FORMAT_VERSION:
+        raise ValueError(
+            f"{path} is not a kerasrnn ONNX manifest (format "
+            f"{manifest.get('format')!r}, version "
+            f"{manifest.get('format_version')!r}; expected "
+            f"{FORMAT!r}, {FORMAT_VERSION})."
+        )
+    return manifest
