@@ -18,6 +18,8 @@ and ``bias (G·H,)``, gate blocks in the column order of ``GATE_ORDER``.
 import keras
 from keras import ops
 
+from kerasrnn.validation import check_int
+
 GATE_ORDER = ("i", "f", "c", "o")
 
 
@@ -44,11 +46,7 @@ class TreeCell(keras.layers.Layer):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        if not isinstance(units, int) or units < 1:
-            raise ValueError(
-                f"`units` must be a positive int. Received: units={units!r}"
-            )
-        self.units = units
+        self.units = check_int("units", units)
         self.activation = keras.activations.get(activation)
         self.kernel_initializer = keras.initializers.get(kernel_initializer)
         self.recurrent_initializer = keras.initializers.get(
@@ -117,14 +115,6 @@ class TreeCell(keras.layers.Layer):
         return config
 
 
-def _check_positions(max_children):
-    if not isinstance(max_children, int) or max_children < 1:
-        raise ValueError(
-            "`max_children` must be a positive int (the child positions). "
-            f"Received: max_children={max_children!r}"
-        )
-
-
 def _concat_children(h_children, slots):
     # (M, K, H) -> (M, K·H): slot k's state in columns [kH, (k+1)H).
     return ops.reshape(h_children, (-1, slots * ops.shape(h_children)[-1]))
@@ -175,7 +165,7 @@ class RecursiveCell(TreeCell):
         super().__init__(units, **kwargs)
         self.shared = bool(shared)
         if not self.shared:
-            _check_positions(max_children)
+            max_children = check_int("max_children", max_children)
         self.max_children = max_children
         self.positions = None if self.shared else max_children
 
@@ -291,8 +281,7 @@ class NaryTreeLSTMCell(_TreeLSTMBase):
 
     def __init__(self, units, max_children=2, **kwargs):
         super().__init__(units, **kwargs)
-        _check_positions(max_children)
-        self.max_children = max_children
+        self.max_children = check_int("max_children", max_children)
         self.positions = max_children
 
     def recurrent_shape(self):

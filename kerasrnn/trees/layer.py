@@ -4,6 +4,7 @@ import keras
 from keras import ops
 
 from kerasrnn.trees.cells import TreeCell
+from kerasrnn.validation import check_rate
 
 
 @keras.saving.register_keras_serializable(package="kerasrnn")
@@ -72,13 +73,9 @@ class TreeRNN(keras.layers.Layer):
                 "NaryTreeLSTMCell, ChildSumTreeLSTMCell). Received: "
                 f"cell={cell!r}"
             )
-        if not 0.0 <= dropout < 1.0:
-            raise ValueError(
-                f"`dropout` must be in [0, 1). Received: dropout={dropout}"
-            )
         super().__init__(**kwargs)
         self.cell = cell
-        self.dropout = float(dropout)
+        self.dropout = check_rate("dropout", dropout)
         self.seed = seed
         self.input_dropout = (
             keras.layers.Dropout(self.dropout, seed=seed)

@@ -12,6 +12,7 @@ import numpy as np
 from keras import ops
 
 from kerasrnn.trees.layer import TreeRNN
+from kerasrnn.validation import check_int
 
 
 @keras.saving.register_keras_serializable(package="kerasrnn")
@@ -108,15 +109,8 @@ class SimilarityHead(keras.layers.Layer):
 
     def __init__(self, hidden_units=50, num_classes=5, **kwargs):
         super().__init__(**kwargs)
-        for arg, value in (("hidden_units", hidden_units),
-                           ("num_classes", num_classes)):
-            if not isinstance(value, int) or value < 1:
-                raise ValueError(
-                    f"`{arg}` must be a positive int. Received: "
-                    f"{arg}={value!r}"
-                )
-        self.hidden_units = hidden_units
-        self.num_classes = num_classes
+        self.hidden_units = check_int("hidden_units", hidden_units)
+        self.num_classes = check_int("num_classes", num_classes)
 
     def build(self, input_shape):
         units = input_shape[0][-1]
