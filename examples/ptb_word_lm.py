@@ -9,8 +9,10 @@ test 114.5 perplexity.
     python examples/ptb_word_lm.py --data ../shared/data/ptb
 
 Without --data it trains on a small built-in text, to show the pipeline in
-a minute. Test perplexity is measured the standard way: state carried over
-the whole test stream, every token scored.
+a minute. ``--recurrent-dropout`` (variational, on h) and ``--weight-dropout``
+(DropConnect on U) regularise the recurrence. Test perplexity is measured
+the standard way: state carried over the whole test stream, every token
+scored.
 """
 
 import argparse
@@ -23,6 +25,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import keras
 
+from kerasrnn.cells import cell_spec
 from kerasrnn.models.language_model import LanguageModel
 from kerasrnn.models.lm_data import Vocabulary
 from kerasrnn.models.lm_data import read_tokens
@@ -58,6 +61,12 @@ def parse_arguments(argv=None):
     parser.add_argument("--init-scale", type=float, default=0.1)
     parser.add_argument("--dropout", type=float, default=0.0,
                         help="on embeddings, between layers, before softmax")
+    parser.add_argument("--recurrent-dropout", type=float, default=0.0,
+                        help="variational dropout on h_{t-1} (one mask per "
+                             "sequence)")
+    parser.add_argument("--weight-dropout", type=float, default=0.0,
+                        help="DropConnect on the recurrent weights U (one "
+                             "mask per batch; Merity et al. 2018)")
     parser.add_argument("--tie-weights", action="store_true")
     parser.add_argument("--jit", action="store_true",
                         help="compile the training step with XLA")
@@ -104,9 +113,14 @@ def main(argv=None):
           f"valid {len(valid)} ({valid_unknown} not in the vocabulary -> "
           f"<unk>), test {len(test)} ({test_unknown} -> <unk>)")
 
+    # A template cell carries the recurrent regularisers to every layer.
+    cell = cell_spec(args.cell).cell_class(
+        args.units, recurrent_dropout=args.recurrent_dropout,
+        recurrent_weight_dropout=args.weight_dropout,
+    )
     model = LanguageModel(
         vocabulary.size, embedding_dim=args.units, units=args.units,
-        num_layers=args.layers, cell=args.cell, tie_weights=args.tie_weights,
+        num_layers=args.layers, cell=cell, tie_weights=args.tie_weights,
         embedding_dropout=args.dropout, inter_layer_dropout=args.dropout,
         output_dropout=args.dropout, init_scale=args.init_scale,
         seed=args.seed,

@@ -86,9 +86,13 @@ class RecurrentCell(keras.layers.Layer):
 
     Dropout follows Gal & Ghahramani (2016): ``dropout`` masks the inputs and
     ``recurrent_dropout`` masks ``h_{t-1}`` where it enters the recurrent
-    matmul, with one mask per sequence. ``RNN`` draws the masks once before
-    its loop (``dropout_masks``); calling the cell directly draws new masks on
-    every call.
+    matmul, with one mask per sequence. ``recurrent_weight_dropout`` is
+    DropConnect on the recurrent weights (the weight-dropped LSTM of Merity
+    et al. 2018): one mask on ``recurrent_kernel`` for the whole batch,
+    ``U ⊙ M / (1 - p)``, in every loop, the fused one included. ``RNN``
+    draws the masks once before its loop (``dropout_masks``,
+    ``weight_dropout_mask``); calling the cell directly draws new masks on
+    every call. All are off at inference.
     """
 
     gate_names = ("h",)
@@ -115,6 +119,7 @@ class RecurrentCell(keras.layers.Layer):
         bias_constraint=None,
         dropout=0.0,
         recurrent_dropout=0.0,
+        recurrent_weight_dropout=0.0,
         seed=None,
         **kwargs,
     ):
@@ -140,6 +145,9 @@ class RecurrentCell(keras.layers.Layer):
         self.dropout = check_rate("dropout", dropout)
         self.recurrent_dropout = check_rate(
             "recurrent_dropout", recurrent_dropout
+        )
+        self.recurrent_weight_dropout = check_rate(
+            "recurrent_weight_dropout", recurrent_weight_dropout
         )
         self.seed = seed
         self.seed_generator = keras.random.SeedGenerator(seed)
@@ -227,6 +235,22 @@ class RecurrentCell(keras.layers.Layer):
             )
         return input_mask, recurrent_mask
 
+    def weight_dropout_mask(self, training=False):
+        """The DropConnect mask on ``recurrent_kernel`` (its shape, scaled
+        by ``1 / (1 - p)``), or None when the rate is 0 or not training."""
+        if not training or self.recurrent_weight_dropout == 0:
+            return None
+        return keras.random.dropout(
+            ops.ones(self.recurrent_kernel_shape, dtype=self.compute_dtype),
+            rate=self.recurrent_weight_dropout,
+            seed=self.seed_generator,
+        )
+
+    def recurrent_weights(self, weight_mask=None):
+        """``recurrent_kernel``, times the DropConnect mask when given."""
+        kernel = ops.convert_to_tensor(self.recurrent_kernel)
+        return kernel if weight_mask is None else kernel * weight_mask
+
     def project_inputs(self, inputs):
         """``x W + b_x`` for all gates; ``inputs`` has any leading axes."""
         projected = ops.matmul(inputs, self.kernel)
@@ -234,10 +258,11 @@ class RecurrentCell(keras.layers.Layer):
             projected = projected + self.input_bias
         return projected
 
-    def step_parameters(self):
+    def step_parameters(self, weight_mask=None):
         """The tensors ``step`` reads besides its inputs and states (``U``,
-        and whatever else the recurrence uses), read once per sequence."""
-        return [ops.convert_to_tensor(self.recurrent_kernel)]
+        and whatever else the recurrence uses), read once per sequence;
+        ``U`` through ``recurrent_weights(weight_mask)``."""
+        return [self.recurrent_weights(weight_mask)]
 
     def step(self, projected, states, parameters, recurrent_mask=None):
         """The cell's equations: one step given ``projected = x_t W + b_x``.
@@ -250,7 +275,7 @@ class RecurrentCell(keras.layers.Layer):
         Args:
             projected: ``(B, G*H)``, the input part of every gate.
             states: the states before the step, in ``state_size`` order.
-            parameters: ``step_parameters()``.
+            parameters: ``step_parameters(weight_mask)``.
             recurrent_mask: None, or the ``(B, H)`` recurrent dropout mask
                 that multiplies ``h_{t-1}`` where it enters the recurrent
                 product.
@@ -380,9 +405,28 @@ class RecurrentCell(keras.layers.Layer):
         )
         if input_mask is not None:
             inputs = inputs * input_mask
-        return self.recurrent_step(
-            self.project_inputs(inputs), list(states), recurrent_mask
+        weight_mask = self.weight_dropout_mask(training)
+        if weight_mask is None:
+            return self.recurrent_step(
+                self.project_inputs(inputs), list(states), recurrent_mask
+            )
+        self.check_weight_dropout()
+        new_states, _ = self.step(
+            self.project_inputs(inputs), list(states),
+            self.step_parameters(weight_mask), recurrent_mask,
         )
+        return new_states[0], new_states
+
+    def check_weight_dropout(self):
+        """DropConnect masks the ``U`` that ``step`` reads: a cell that
+        defines only ``recurrent_step`` cannot take it."""
+        if type(self).step is RecurrentCell.step:
+            raise ValueError(
+                f"{type(self).__name__} defines only recurrent_step; "
+                "recurrent_weight_dropout needs its equations as `step` "
+                "(which reads U from step_parameters). Received: "
+                f"recurrent_weight_dropout={self.recurrent_weight_dropout}"
+            )
 
     def get_config(self):
         config = super().get_config()
@@ -420,6 +464,7 @@ class RecurrentCell(keras.layers.Layer):
                 ),
                 "dropout": self.dropout,
                 "recurrent_dropout": self.recurrent_dropout,
+                "recurrent_weight_dropout": self.recurrent_weight_dropout,
                 "seed": self.seed,
             }
         )

@@ -90,8 +90,8 @@ class GRUCell(RecurrentCell):
     def fused_activations(self):
         return [self.activation, self.recurrent_activation]
 
-    def step_parameters(self):
-        kernel = ops.convert_to_tensor(self.recurrent_kernel)
+    def step_parameters(self, weight_mask=None):
+        kernel = self.recurrent_weights(weight_mask)
         if not self.reset_after:
             # [U_z U_r] and U_h, sliced once instead of at every step.
             return [kernel[:, : 2 * self.units], kernel[:, 2 * self.units :]]

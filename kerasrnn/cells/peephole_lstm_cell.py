@@ -82,8 +82,8 @@ class PeepholeLSTMCell(LSTMCell):
             constraint=self.peephole_constraint,
         )
 
-    def step_parameters(self):
-        return [ops.convert_to_tensor(self.recurrent_kernel),
+    def step_parameters(self, weight_mask=None):
+        return [self.recurrent_weights(weight_mask),
                 ops.convert_to_tensor(self.peephole_kernel)]
 
     def step(self, projected, states, parameters, recurrent_mask=None):

@@ -15,7 +15,7 @@ product, so the gradient can survive for as long as the gate stays near 1.
 The layers run their time loop as one graph loop that does not expose the
 intermediate states. ``gradient_flow`` therefore runs the model itself
 under the time loop's diagnostics hook (``kerasrnn.layers.time_loop.
-probing``): every recurrent loop adds a zero perturbation ``ε_k`` to the
+state_hook``): every recurrent loop adds a zero perturbation ``ε_k`` to the
 states it computes at every step::
 
     h_k = recurrent_step(x_k W + b, h_{k-1}) + ε_k
@@ -35,7 +35,7 @@ from keras import ops
 from kerasrnn.layers import RNN
 from kerasrnn.layers import Bidirectional
 from kerasrnn.layers import StackedRecurrent
-from kerasrnn.layers.time_loop import probing
+from kerasrnn.layers.time_loop import state_hook
 
 RECURRENT_LAYERS = (RNN, Bidirectional, StackedRecurrent)
 
@@ -149,7 +149,7 @@ class GradientFlow:
 
 
 class Perturbations:
-    """The state probe of ``time_loop.probing``: a zero ``ε`` per
+    """The state probe of ``time_loop.state_hook``: a zero ``ε`` per
     recurrent loop, watched by a tape, named by the loop's path."""
 
     def __init__(self, paths):
@@ -266,7 +266,7 @@ class GradientFlowProbe:
     def __call__(self, x, y):
         perturbations = self.perturbations
         perturbations.tensors, perturbations.layers = {}, {}
-        with tf.GradientTape() as tape, probing(perturbations):
+        with tf.GradientTape() as tape, state_hook(perturbations):
             perturbations.tape = tape
             # Dropout is off: the analysis is an inference pass.
             y_pred = self.model(x, training=False)

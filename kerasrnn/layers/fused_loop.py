@@ -22,7 +22,7 @@ from kerasrnn.cells.base import time_sum
 
 
 def run_fused_loop(cell, inputs, initial_states, mask=None,
-                   recurrent_mask=None):
+                   recurrent_mask=None, weight_mask=None):
     """Runs ``cell`` over a time-major sequence, with a fused backward.
 
     The input projection ``x_t W + b`` runs inside the forward loop, where
@@ -35,6 +35,9 @@ def run_fused_loop(cell, inputs, initial_states, mask=None,
         initial_states: list of ``(B, H)``.
         mask: None or boolean ``(T, B, 1)``; False = carry the states.
         recurrent_mask: None or the ``(B, H)`` recurrent dropout mask.
+        weight_mask: None or the DropConnect mask on ``U`` (applied to
+            ``step_parameters`` outside the hand-written backward, so
+            autodiff carries ``dU ⊙ M`` back to the weights).
 
     Returns:
         A list with each state stacked over time, ``(T, B, H)``: the state
@@ -44,7 +47,7 @@ def run_fused_loop(cell, inputs, initial_states, mask=None,
     input_parameters = [tf.identity(cell.kernel)]
     if cell.use_bias:
         input_parameters.append(tf.identity(cell.input_bias))
-    parameters = [tf.identity(p) for p in cell.step_parameters()]
+    parameters = [tf.identity(p) for p in cell.step_parameters(weight_mask)]
     input_count, state_count = len(input_parameters), len(initial_states)
 
     @tf.custom_gradient
@@ -142,7 +145,8 @@ def run_fused_loop(cell, inputs, initial_states, mask=None,
 
 
 def run_forward_loop(cell, inputs, initial_states, mask=None,
-                     recurrent_mask=None, return_sequences=True):
+                     recurrent_mask=None, weight_mask=None,
+                     return_sequences=True):
     """The forward of ``run_fused_loop`` alone, for inference.
 
     ``x_t W + b`` in the loop, where it overlaps with the previous step's
@@ -162,7 +166,7 @@ def run_forward_loop(cell, inputs, initial_states, mask=None,
     """
     kernel = tf.convert_to_tensor(cell.kernel)
     bias = tf.convert_to_tensor(cell.input_bias) if cell.use_bias else None
-    parameters = cell.step_parameters()
+    parameters = cell.step_parameters(weight_mask)
     steps = tf.shape(inputs)[0]
 
     def forward(t, states, *hidden_array):

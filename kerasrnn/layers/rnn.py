@@ -16,7 +16,7 @@ from kerasrnn.layers.fused_loop import keras_outputs
 from kerasrnn.layers.fused_loop import last_keras_output
 from kerasrnn.layers.fused_loop import run_forward_loop
 from kerasrnn.layers.fused_loop import run_fused_loop
-from kerasrnn.layers.time_loop import active_probe
+from kerasrnn.layers.time_loop import active_state_hook
 from kerasrnn.layers.time_loop import run_time_loop
 
 
@@ -189,21 +189,25 @@ class RNN(keras.layers.Layer):
         if input_mask is not None:
             # One mask for the whole sequence: broadcast over time.
             sequences = sequences * ops.expand_dims(input_mask, 1)
-        probe = active_probe()
+        # DropConnect: one mask on U for the whole batch.
+        weight_mask = self.cell.weight_dropout_mask(training)
+        if weight_mask is not None:
+            self.cell.check_weight_dropout()
+        probe = active_state_hook()
         if probe is not None:
             return self._result(
                 *self._generic_loop(sequences, states, mask, recurrent_mask,
-                                    probe),
+                                    weight_mask, probe),
                 carry=False,
             )
         if self.fused and self.cell.supports_fused and not self.unroll:
             loop = self._fused_loop if training else self._forward_loop
             last_output, outputs, final_states = loop(
-                sequences, states, mask, recurrent_mask
+                sequences, states, mask, recurrent_mask, weight_mask
             )
         else:
             last_output, outputs, final_states = self._generic_loop(
-                sequences, states, mask, recurrent_mask
+                sequences, states, mask, recurrent_mask, weight_mask
             )
         return self._result(last_output, outputs, final_states)
 
@@ -266,12 +270,13 @@ class RNN(keras.layers.Layer):
                 "rebuild the layer for the new batch size)."
             )
 
-    def _fused_loop(self, sequences, states, mask, recurrent_mask):
+    def _fused_loop(self, sequences, states, mask, recurrent_mask,
+                    weight_mask):
         if mask is not None:
             mask = ops.expand_dims(ops.transpose(mask), -1)
         state_sequences = run_fused_loop(
             self.cell, ops.transpose(sequences, (1, 0, 2)), states, mask,
-            recurrent_mask,
+            recurrent_mask, weight_mask,
         )
         outputs = keras_outputs(
             state_sequences[0], mask, self.zero_output_for_mask
@@ -281,12 +286,13 @@ class RNN(keras.layers.Layer):
             return outputs[-1], ops.transpose(outputs, (1, 0, 2)), final_states
         return outputs[-1], None, final_states
 
-    def _forward_loop(self, sequences, states, mask, recurrent_mask):
+    def _forward_loop(self, sequences, states, mask, recurrent_mask,
+                      weight_mask):
         if mask is not None:
             mask = ops.expand_dims(ops.transpose(mask), -1)
         hidden_states, final_states = run_forward_loop(
             self.cell, ops.transpose(sequences, (1, 0, 2)), states, mask,
-            recurrent_mask, self.return_sequences,
+            recurrent_mask, weight_mask, self.return_sequences,
         )
         last_output = last_keras_output(
             final_states[0], mask, self.zero_output_for_mask
@@ -297,12 +303,21 @@ class RNN(keras.layers.Layer):
         return last_output, ops.transpose(outputs, (1, 0, 2)), final_states
 
     def _generic_loop(self, sequences, states, mask, recurrent_mask,
-                      probe=None):
-        """The cell's ``recurrent_step`` in the core time loop; with a
-        ``probe`` (``time_loop.probing``), its perturbation ``ε_k`` is
-        added to the states of step ``k``."""
+                      weight_mask=None, probe=None):
+        """The cell's ``recurrent_step`` in the core time loop (its
+        ``step`` with the DropConnect-masked ``U`` when ``weight_mask``
+        is given); with a ``probe`` (``time_loop.state_hook``), its
+        perturbation ``ε_k`` is added to the states of step ``k``."""
         cell = self.cell
         projected = cell.project_inputs(sequences)
+        recurrent_step = cell.recurrent_step
+        if weight_mask is not None:
+            parameters = cell.step_parameters(weight_mask)
+
+            def recurrent_step(projected_t, step_states, recurrent_mask):
+                new_states, _ = cell.step(projected_t, list(step_states),
+                                          parameters, recurrent_mask)
+                return new_states[0], new_states
         bounds = None
         if probe is not None:
             sizes = list(cell.state_size)
@@ -317,9 +332,8 @@ class RNN(keras.layers.Layer):
 
         def step(inputs_t, step_states):
             if bounds is None:
-                return cell.recurrent_step(inputs_t, step_states,
-                                           recurrent_mask)
-            output, new_states = cell.recurrent_step(
+                return recurrent_step(inputs_t, step_states, recurrent_mask)
+            output, new_states = recurrent_step(
                 inputs_t[:, :bounds[0]], step_states, recurrent_mask
             )
             epsilons = [inputs_t[:, start:stop]

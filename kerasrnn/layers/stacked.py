@@ -43,7 +43,8 @@ class StackedRecurrent(keras.layers.Layer):
     Args:
         units: H, the state size of every layer.
         **cell arguments: forwarded to each cell (activation, initializers,
-            regularizers, constraints, dropout, recurrent_dropout, seed, and
+            regularizers, constraints, dropout, recurrent_dropout,
+            recurrent_weight_dropout (DropConnect on U), seed, and
             ``unit_forget_bias`` / ``reset_after`` for LSTM / GRU).
         return_sequences, return_state, go_backwards, stateful, unroll,
             zero_output_for_mask: as in Keras (``go_backwards`` only for one
@@ -473,7 +474,8 @@ for _name in (
     "recurrent_initializer", "bias_initializer", "kernel_regularizer",
     "recurrent_regularizer", "bias_regularizer", "kernel_constraint",
     "recurrent_constraint", "bias_constraint", "dropout",
-    "recurrent_dropout", "unit_forget_bias", "reset_after",
+    "recurrent_dropout", "recurrent_weight_dropout", "unit_forget_bias",
+    "reset_after",
 ):
     setattr(StackedRecurrent, _name, _cell_attribute(_name))
 
@@ -504,6 +506,7 @@ class SimpleRNN(StackedRecurrent):
         bias_constraint=None,
         dropout=0.0,
         recurrent_dropout=0.0,
+        recurrent_weight_dropout=0.0,
         return_sequences=False,
         return_state=False,
         go_backwards=False,
@@ -583,6 +586,7 @@ class LSTM(CudnnArgument, StackedRecurrent):
         bias_constraint=None,
         dropout=0.0,
         recurrent_dropout=0.0,
+        recurrent_weight_dropout=0.0,
         seed=None,
         return_sequences=False,
         return_state=False,
@@ -629,6 +633,7 @@ class GRU(CudnnArgument, StackedRecurrent):
         bias_constraint=None,
         dropout=0.0,
         recurrent_dropout=0.0,
+        recurrent_weight_dropout=0.0,
         seed=None,
         return_sequences=False,
         return_state=False,
@@ -681,6 +686,7 @@ class PeepholeLSTM(StackedRecurrent):
         peephole_constraint=None,
         dropout=0.0,
         recurrent_dropout=0.0,
+        recurrent_weight_dropout=0.0,
         seed=None,
         return_sequences=False,
         return_state=False,
@@ -726,6 +732,7 @@ class IndRNN(StackedRecurrent):
         bias_constraint=None,
         dropout=0.0,
         recurrent_dropout=0.0,
+        recurrent_weight_dropout=0.0,
         return_sequences=False,
         return_state=False,
         go_backwards=False,

@@ -9,7 +9,7 @@ Masking follows Keras: at a masked step the states carry over unchanged, and
 the output is either the previous step's output (zeros before the first
 step) or zeros (``zero_output_for_mask=True``).
 
-The loop's diagnostics hook is ``probing(probe)``: inside it every kerasrnn
+The loop's diagnostics hook is ``state_hook(probe)``: inside it every kerasrnn
 ``RNN`` runs this loop (never a fused one) and adds, to the states its cell
 computes at step ``k``, the ``(B, T, S)`` tensor ``ε`` that
 ``probe.perturbation(layer, shape, dtype)`` returns (``S`` the states'
@@ -28,10 +28,10 @@ _ACTIVE = threading.local()
 
 
 @contextlib.contextmanager
-def probing(probe):
+def state_hook(probe):
     """Runs the block with ``probe`` as the recurrent layers' state probe
     (see the module docstring); probes do not nest."""
-    if active_probe() is not None:
+    if active_state_hook() is not None:
         raise RuntimeError("A state probe is already active in this thread.")
     _ACTIVE.probe = probe
     try:
@@ -40,8 +40,8 @@ def probing(probe):
         _ACTIVE.probe = None
 
 
-def active_probe():
-    """The probe of the enclosing ``probing`` block, or None."""
+def active_state_hook():
+    """The probe of the enclosing ``state_hook`` block, or None."""
     return getattr(_ACTIVE, "probe", None)
 
 
