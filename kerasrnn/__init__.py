@@ -12,7 +12,9 @@ Layout, one idea per package, each building on the ones before it:
   ``LanguageModel`` and their training;
 * ``decoding``: greedy, sampling and beam search;
 * ``export``: ONNX, SavedModel and Triton;
-* ``diagnostics``: gradient flow, the long-range lab, plots.
+* ``diagnostics``: gradient flow, the long-range lab, plots;
+* ``trees``: recursive networks over trees (Tree-RNN, N-ary and Child-Sum
+  Tree-LSTM, run level by level; their data, tasks and gradient paths).
 
 The TensorFlow-free runtime and server is the sibling package
 ``kerasrnn_serving``. Every public cell and sequence layer is importable

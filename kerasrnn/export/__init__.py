@@ -9,6 +9,9 @@
   with the change in outputs it causes.
 * ``to_triton(model, repository)``: a Triton Inference Server model
   repository (``config.pbtxt`` per model; generation by BLS).
+* ``to_onnx_tree(model, directory, vocabulary)``: a tree classifier
+  (``kerasrnn.trees``) as a ``Loop`` over its levels, served by
+  ``kerasrnn_serving.trees.TreePredictor``.
 
 Serve the result with the TensorFlow-free ``kerasrnn_serving`` package
 (numpy and onnxruntime only).
@@ -20,6 +23,7 @@ from kerasrnn.export.onnx import supported_layers
 from kerasrnn.export.onnx import to_onnx
 from kerasrnn.export.quantize import quantize_onnx
 from kerasrnn.export.saved_model import to_saved_model
+from kerasrnn.export.trees import to_onnx_tree
 from kerasrnn.export.triton import to_triton
 
 __all__ = [
@@ -28,6 +32,7 @@ __all__ = [
     "quantize_onnx",
     "supported_layers",
     "to_onnx",
+    "to_onnx_tree",
     "to_saved_model",
     "to_triton",
 ]
