@@ -60,6 +60,10 @@ def parse_args():
                         help="registered cell names (kerasrnn.cells."
                              "cell_names())")
     parser.add_argument("--units", type=int, default=64)
+    parser.add_argument("--layers", type=int, default=1,
+                        help="recurrent layers stacked in each model")
+    parser.add_argument("--learning-rate", type=float,
+                        default=LabConfig.learning_rate)
     parser.add_argument("--seed", type=int, default=0)
     return parser.parse_args()
 
@@ -71,7 +75,8 @@ def main():
         settings["steps"] = args.steps
     if args.lengths:
         settings["lengths"] = tuple(args.lengths)
-    config = LabConfig(units=args.units, seed=args.seed,
+    config = LabConfig(units=args.units, num_layers=args.layers,
+                       learning_rate=args.learning_rate, seed=args.seed,
                        cells=tuple(args.cells), **settings)
     flow_length = args.flow_length or max(config.lengths)
     out = pathlib.Path(args.out)

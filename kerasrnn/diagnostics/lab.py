@@ -32,6 +32,7 @@ class LabConfig:
         cells: registered cell names or aliases (``"elman"``, ``"lstm"``,
             ``"gru"``, ``"indrnn"``...; ``kerasrnn.cells.cell_names()``).
         units: the state size H of every recurrent layer.
+        num_layers: recurrent layers stacked in each model (default 1).
         steps: the budget, in optimizer steps per run.
         batch_size: samples per step (fresh samples at every step).
         learning_rate: of Adam.
@@ -48,6 +49,7 @@ class LabConfig:
     lengths: tuple = (50, 100)
     cells: tuple = ("elman", "lstm", "gru")
     units: int = 64
+    num_layers: int = 1
     steps: int = 2000
     batch_size: int = 64
     learning_rate: float = 3e-3
@@ -71,8 +73,8 @@ class LabConfig:
                 f"{cell_names()} (or their aliases). Received: "
                 f"cells={self.cells!r}"
             )
-        for name in ("units", "steps", "batch_size", "eval_every",
-                     "eval_size"):
+        for name in ("units", "num_layers", "steps", "batch_size",
+                     "eval_every", "eval_size"):
             check_int(name, getattr(self, name), 1)
         if self.steps % self.eval_every:
             raise ValueError(
@@ -195,13 +197,14 @@ class LabProgress(keras.callbacks.Callback):
         self.bar.update(self.done, finalize=True)
 
 
-def build_model(cell, length, units):
-    """``Input((T, 2)) → cell layer(units) → Dense(1)`` for the lab."""
+def build_model(cell, length, units, num_layers=1):
+    """``Input((T, 2)) → cell layer(units, num_layers) → Dense(1)`` for
+    the lab."""
     layer_class = sequence_layer(cell_spec(cell))
     return keras.Sequential(
         [
             keras.Input((length, 2)),
-            layer_class(units),
+            layer_class(units, num_layers=num_layers),
             keras.layers.Dense(1),
         ],
         name=f"{cell}_adding_{length}",
@@ -217,7 +220,7 @@ def train_adding(cell, length, config=None, callbacks=(), verbose=1):
     config = config or LabConfig(lengths=(length,), cells=(cell,))
     length = check_int("length", length, 2)
     keras.utils.set_random_seed(config.seed)
-    model = build_model(cell, length, config.units)
+    model = build_model(cell, length, config.units, config.num_layers)
     model.compile(
         optimizer=keras.optimizers.Adam(
             config.learning_rate, clipnorm=config.clipnorm
