@@ -35,6 +35,14 @@ def test_names_aliases_classes_and_objects_find_one_spec():
                                  "peephole_lstm", "indrnn"}
 
 
+def test_a_later_layer_class_does_not_replace_the_registered_one():
+    class MyLSTM(kerasrnn.layers.StackedRecurrent):
+        cell_class = kerasrnn.LSTMCell
+
+    assert cell_spec("lstm").layer_class is kerasrnn.LSTM
+    assert MyLSTM(3).cell_class is kerasrnn.LSTMCell
+
+
 def test_unknown_cells_are_refused_with_the_registered_names():
     with pytest.raises(ValueError, match="Unknown cell 'transformer'.*lstm"):
         cell_spec("transformer")

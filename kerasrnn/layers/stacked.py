@@ -80,11 +80,15 @@ class StackedRecurrent(keras.layers.Layer):
     cell_class = RecurrentCell
 
     def __init_subclass__(cls, **kwargs):
-        """A subclass that names a registered ``cell_class`` becomes that
-        cell's sequence layer in the registry (what models build)."""
+        """The first subclass that names a registered ``cell_class``
+        becomes that cell's sequence layer in the registry (what models
+        build); later ones (a user's variant of ``LSTM``) do not replace
+        it."""
         super().__init_subclass__(**kwargs)
         if "cell_class" in cls.__dict__ and is_registered(cls.cell_class):
-            cell_spec(cls.cell_class).layer_class = cls
+            spec = cell_spec(cls.cell_class)
+            if spec.layer_class is None:
+                spec.layer_class = cls
 
     def __init__(
         self,
