@@ -41,6 +41,19 @@ def fresh_initializer(initializer):
     return initializer
 
 
+def unit_forget_bias(initializer, units, dtype=None):
+    """An LSTM bias ``[b_i, b_f, b_c, b_o]`` (Keras' gate order) with
+    ``b_f = 1`` and the rest from ``initializer`` (Jozefowicz et al.
+    2015; Keras' ``unit_forget_bias``)."""
+    return ops.concatenate(
+        [
+            initializer((units,), dtype=dtype),
+            ops.ones((units,), dtype=dtype),
+            initializer((2 * units,), dtype=dtype),
+        ]
+    )
+
+
 def output_derivative(activation):
     """``g'`` written in terms of the output ``y = g(a)``, or None.
 
@@ -419,8 +432,8 @@ class RecurrentCell(keras.layers.Layer):
 
     def check_weight_dropout(self):
         """DropConnect masks the ``U`` that ``step`` reads: a cell that
-        defines only ``recurrent_step`` cannot take it."""
-        if type(self).step is RecurrentCell.step:
+        runs its own ``recurrent_step`` cannot take it."""
+        if type(self).recurrent_step is not RecurrentCell.recurrent_step:
             raise ValueError(
                 f"{type(self).__name__} defines only recurrent_step; "
                 "recurrent_weight_dropout needs its equations as `step` "

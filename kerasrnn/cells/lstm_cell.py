@@ -9,6 +9,7 @@ from kerasrnn.cells.base import get_activation
 from kerasrnn.cells.base import matmul_transposed
 from kerasrnn.cells.base import output_derivative
 from kerasrnn.cells.base import time_matmul
+from kerasrnn.cells.base import unit_forget_bias
 from kerasrnn.cells.registry import register_cell
 
 
@@ -70,14 +71,7 @@ class LSTMCell(RecurrentCell):
     def bias_initial_value(self, shape, dtype=None):
         if not self.unit_forget_bias:
             return self.bias_initializer(shape, dtype=dtype)
-        units = self.units
-        return ops.concatenate(
-            [
-                self.bias_initializer((units,), dtype=dtype),
-                ops.ones((units,), dtype=dtype),
-                self.bias_initializer((2 * units,), dtype=dtype),
-            ]
-        )
+        return unit_forget_bias(self.bias_initializer, self.units, dtype)
 
     def fused_activations(self):
         return [self.activation, self.recurrent_activation]

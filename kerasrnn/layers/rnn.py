@@ -304,14 +304,15 @@ class RNN(keras.layers.Layer):
 
     def _generic_loop(self, sequences, states, mask, recurrent_mask,
                       weight_mask=None, probe=None):
-        """The cell's ``recurrent_step`` in the core time loop (its
-        ``step`` with the DropConnect-masked ``U`` when ``weight_mask``
-        is given); with a ``probe`` (``time_loop.state_hook``), its
-        perturbation ``ε_k`` is added to the states of step ``k``."""
+        """The cell's ``step`` in the core time loop, its parameters (``U``
+        times the DropConnect ``weight_mask`` when given) read once per
+        sequence; a cell that overrides ``recurrent_step`` runs that.
+        With a ``probe`` (``time_loop.state_hook``), its perturbation
+        ``ε_k`` is added to the states of step ``k``."""
         cell = self.cell
         projected = cell.project_inputs(sequences)
         recurrent_step = cell.recurrent_step
-        if weight_mask is not None:
+        if type(cell).recurrent_step is RecurrentCell.recurrent_step:
             parameters = cell.step_parameters(weight_mask)
 
             def recurrent_step(projected_t, step_states, recurrent_mask):

@@ -18,6 +18,7 @@ and ``bias (G·H,)``, gate blocks in the column order of ``GATE_ORDER``.
 import keras
 from keras import ops
 
+from kerasrnn.cells.base import unit_forget_bias
 from kerasrnn.validation import check_int
 
 GATE_ORDER = ("i", "f", "c", "o")
@@ -209,14 +210,7 @@ class _TreeLSTMBase(TreeCell):
     def bias_initial_value(self, shape, dtype=None):
         if not self.unit_forget_bias:
             return self.bias_initializer(shape, dtype=dtype)
-        units = self.units
-        return ops.concatenate(
-            [
-                self.bias_initializer((units,), dtype=dtype),
-                ops.ones((units,), dtype=dtype),
-                self.bias_initializer((2 * units,), dtype=dtype),
-            ]
-        )
+        return unit_forget_bias(self.bias_initializer, self.units, dtype)
 
     def get_config(self):
         config = super().get_config()
