@@ -1,36 +1,56 @@
-"""What kerasrnn needs at import, refused with the fix when missing:
-TensorFlow installed, and Keras on its TensorFlow backend.
+"""What kerasrnn needs at import, refused with the fix when missing: Keras
+on one of the backends kerasrnn runs on, and that backend installed.
 
-(The TensorFlow-free runtime, ``kerasrnn_serving``, needs neither.)
+(The TensorFlow-free runtime, ``kerasrnn_serving``, needs none of them.)
 """
 
+import importlib
 import os
 
 INSTALL = (
     'pip install "kerasrnn[cpu]" (or "kerasrnn[gpu]" for CUDA; from a '
     'checkout: pip install -e ".[cpu]")'
 )
-SUPPORTED_BACKENDS = ("tensorflow",)
+# Keras backend -> the package it runs on.
+SUPPORTED_BACKENDS = {"tensorflow": "tensorflow", "jax": "jax",
+                      "torch": "torch"}
 
 
 def check():
     """Raises ``ImportError`` naming what is missing and how to fix it."""
-    try:
-        import tensorflow  # noqa: F401
-    except ModuleNotFoundError as error:
-        if error.name != "tensorflow":
-            raise
-        raise ImportError(
-            "kerasrnn runs on Keras' TensorFlow backend, and TensorFlow is "
-            f"not installed. Install it with: {INSTALL}"
-        ) from error
     import keras
 
     backend = keras.config.backend()
     if backend not in SUPPORTED_BACKENDS:
         raise ImportError(
-            f"kerasrnn supports the Keras backends {SUPPORTED_BACKENDS}; "
-            f"Keras is set to {backend!r} (KERAS_BACKEND="
-            f"{os.environ.get('KERAS_BACKEND')!r}, or ~/.keras/keras.json). "
-            "Set KERAS_BACKEND=tensorflow before importing keras."
+            f"kerasrnn supports the Keras backends "
+            f"{tuple(SUPPORTED_BACKENDS)}; Keras is set to {backend!r} "
+            f"(KERAS_BACKEND={os.environ.get('KERAS_BACKEND')!r}, or "
+            "~/.keras/keras.json). Set KERAS_BACKEND to one of them before "
+            "importing keras."
+        )
+    package = SUPPORTED_BACKENDS[backend]
+    try:
+        importlib.import_module(package)
+    except ModuleNotFoundError as error:
+        if error.name != package:
+            raise
+        hint = INSTALL if package == "tensorflow" else f"pip install {package}"
+        raise ImportError(
+            f"Keras is set to the {backend!r} backend and {package} is not "
+            f"installed. Install it with: {hint}"
+        ) from error
+
+
+def require_tensorflow(feature):
+    """Raises a ``RuntimeError`` when Keras is not on TensorFlow: for the
+    parts of kerasrnn that are TensorFlow's (SavedModel, ``tf.data`` and
+    ``tf.distribute`` helpers)."""
+    import keras
+
+    backend = keras.config.backend()
+    if backend != "tensorflow":
+        raise RuntimeError(
+            f"{feature} runs on Keras' TensorFlow backend only; Keras is "
+            f"set to {backend!r}. Set KERAS_BACKEND=tensorflow for it."
         )

@@ -9,6 +9,12 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import keras  # noqa: E402
 import pytest  # noqa: E402
 
+if keras.config.backend() == "jax":
+    # The float64 references (central differences) need JAX's 64-bit mode.
+    import jax  # noqa: E402
+
+    jax.config.update("jax_enable_x64", True)
+
 import parity  # noqa: E402
 
 

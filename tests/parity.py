@@ -6,6 +6,7 @@ and print them at the end of the run, so each test run reports how close
 kerasrnn is to each reference, not only that it is within tolerance.
 """
 
+import keras
 import numpy as np
 
 # reference name -> [largest absolute error, number of compared arrays]
@@ -15,10 +16,17 @@ WORST = {}
 def record(reference, ours, theirs):
     """Notes the largest absolute difference of two equally shaped arrays
     under ``reference`` and returns it."""
-    ours = np.asarray(ours, np.float64)
-    theirs = np.asarray(theirs, np.float64)
+    ours = to_numpy(ours)
+    theirs = to_numpy(theirs)
     return note(reference,
                 float(np.abs(ours - theirs).max()) if ours.size else 0.0)
+
+
+def to_numpy(value):
+    """An array or any Keras backend's tensor as a float64 NumPy array."""
+    if not isinstance(value, (np.ndarray, float, int, list, tuple)):
+        value = keras.ops.convert_to_numpy(value)
+    return np.asarray(value, np.float64)
 
 
 def note(reference, error, count=1):

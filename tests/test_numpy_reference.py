@@ -14,13 +14,15 @@ would hide bias bugs), and padding steps hold random values, not zeros.
 
 import itertools
 
+import keras
 import numpy as np
 import parity
+from backend_autodiff import gradients
 import pytest
-import tensorflow as tf
 from reference import numpy_rnn as ref
 
 import kerasrnn
+from keras import ops
 from kerasrnn.cells import cell_names
 from kerasrnn.cells import cell_spec
 
@@ -77,11 +79,30 @@ def config_id(config):
     return "-".join([kind] + [f"{k}={v}" for k, v in arguments.items()])
 
 
+@pytest.fixture(autouse=True)
+def torch_without_autograd():
+    """On the torch backend, outputs of layers (whose weights require grad)
+    reach NumPy only outside autograd; ``backend_autodiff.gradients``
+    turns it back on for the gradient tests."""
+    if keras.config.backend() != "torch":
+        yield
+        return
+    import torch
+
+    with torch.no_grad():
+        yield
+
+
+def numpy64(value):
+    """A backend tensor (or array) as a float64 NumPy array."""
+    return ops.convert_to_numpy(value).astype(np.float64)
+
+
 def assert_close(actual, expected, atol=ATOL,
                  reference="NumPy equations (float64)"):
     parity.record(reference, actual, expected)
     np.testing.assert_allclose(
-        np.asarray(actual, np.float64), expected, rtol=0, atol=atol
+        numpy64(actual), expected, rtol=0, atol=atol
     )
 
 
@@ -286,7 +307,7 @@ def test_unroll_equals_while_loop(config, masked, go_backwards):
     looped.build(x.shape)
     randomize(looped, rng)
     for a, b in zip(looped(x, mask=mask), unrolled(x, mask=mask), strict=True):
-        assert_close(a, np.asarray(b), atol=1e-6,
+        assert_close(a, ops.convert_to_numpy(b), atol=1e-6,
                      reference="unroll=True = graph loop")
 
 
@@ -551,6 +572,15 @@ def test_padded_batch_equals_sequences_alone(kind, structure):
 
 # ------------------------------------------------------------ gradients
 
+# Central differences need float64 arithmetic; Keras' JAX and torch
+# backends compute float64 matmuls in float32 (``result_type`` maps 64-bit
+# types to 32-bit, as JAX does by default). Their gradients are checked
+# against the generic loop in tests/test_backends.py instead.
+float64_backend = pytest.mark.skipif(
+    keras.config.backend() != "tensorflow",
+    reason="Keras' jax/torch backends compute float64 matmuls in float32",
+)
+
 
 def finite_difference_check(loss, arrays, analytic, eps=1e-6):
     """Central differences of ``loss()`` in each entry of each array (changed
@@ -574,9 +604,11 @@ def finite_difference_check(loss, arrays, analytic, eps=1e-6):
 
 
 def weighted_sum(tensors, weights):
-    return sum(tf.reduce_sum(t * w) for t, w in zip(tensors, weights))
+    return sum(ops.sum(t * ops.convert_to_tensor(w, t.dtype))
+               for t, w in zip(tensors, weights))
 
 
+@float64_backend
 @pytest.mark.parametrize("config", CELL_CONFIGS, ids=config_id)
 def test_cell_gradient(config):
     kind, arguments = config
@@ -596,7 +628,10 @@ def test_cell_gradient(config):
                    for _ in range(1 + num_states)]
 
     def loss_tensor():
-        output, new_states = cell(x, states)
+        # Tensors, not arrays: Keras' torch backend converts a float64
+        # array input through float32.
+        output, new_states = cell(ops.convert_to_tensor(x),
+                                  [ops.convert_to_tensor(s) for s in states])
         return weighted_sum([output, *new_states], projections)
 
     def loss():
@@ -604,15 +639,15 @@ def test_cell_gradient(config):
             variable.assign(value)
         return float(loss_tensor())
 
-    inputs = [tf.constant(a) for a in [x, *states]]
-    with tf.GradientTape() as tape:
-        tape.watch(inputs)
-        output, new_states = cell(inputs[0], inputs[1:])
-        value = weighted_sum([output, *new_states], projections)
-    analytic = tape.gradient(value, [*inputs, *variables])
+    def value(x, *states):
+        output, new_states = cell(x, list(states))
+        return weighted_sum([output, *new_states], projections)
+
+    analytic = gradients(value, [x, *states], variables)
     finite_difference_check(loss, [x, *states, *values], analytic)
 
 
+@float64_backend
 @pytest.mark.parametrize("go_backwards", [False, True])
 @pytest.mark.parametrize("config", KIND_CONFIGS, ids=config_id)
 def test_rnn_gradient(config, go_backwards):
@@ -637,20 +672,15 @@ def test_rnn_gradient(config, go_backwards):
         rng.normal(size=(batch_size, units)) for _ in range(num_states)
     ]
 
-    @tf.function
     def loss_tensor(inputs):
         return weighted_sum(layer(inputs, mask=mask), projections)
 
     def loss():
         for variable, value in zip(variables, values):
             variable.assign(value)
-        return float(loss_tensor(tf.constant(x)))
+        return float(loss_tensor(ops.convert_to_tensor(x)))
 
-    inputs = tf.constant(x)
-    with tf.GradientTape() as tape:
-        tape.watch(inputs)
-        value = loss_tensor(inputs)
-    analytic = tape.gradient(value, [inputs, *variables])
+    analytic = gradients(loss_tensor, [x], variables)
     finite_difference_check(loss, [x, *values], analytic)
 
 
@@ -717,7 +747,7 @@ def test_variational_dropout(config, rates):
     layer.build(x.shape)
     randomize(layer, rng)
     twin = reference_cell(cell, kind, arguments)
-    output = np.asarray(layer(x, training=True), np.float64)
+    output = numpy64(layer(x, training=True))
     recovered = recover_fixed_masks(
         twin, x, output, dropout, recurrent_dropout
     )
@@ -761,7 +791,7 @@ def test_inter_layer_dropout_between_layers_only():
         x,
     )
     assert_close(layer(x, training=False), first)
-    output = np.asarray(layer(x, training=True), np.float64)
+    output = numpy64(layer(x, training=True))
     scaled = np.isclose(output, first / (1 - rate), rtol=0, atol=ATOL)
     zeroed = np.isclose(output, 0.0, rtol=0, atol=ATOL)
     assert np.all(scaled | zeroed)
@@ -779,7 +809,7 @@ def test_inter_layer_dropout_not_after_last_layer(kind, bidirectional):
     x = float32(rng, 2, 4, 3)
     layer.build(x.shape)
     randomize(layer, rng)
-    assert_close(layer(x, training=True), np.asarray(layer(x)), atol=0,
+    assert_close(layer(x, training=True), numpy64(layer(x)), atol=0,
                  reference="no dropout after the last layer")
 
 
@@ -810,7 +840,7 @@ def check_stateful(stateful, whole, x, mask, split):
         assert_close(state, expected_state, 1e-6, reference=HALVES)
     stateful.reset_states()
     again, *_ = stateful(x[:, :split], mask=mask[:, :split])
-    assert_close(again, np.asarray(first), 1e-6, reference=HALVES)
+    assert_close(again, ops.convert_to_numpy(first), 1e-6, reference=HALVES)
 
 
 @pytest.mark.parametrize("config", KIND_CONFIGS, ids=config_id)

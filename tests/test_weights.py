@@ -1,7 +1,7 @@
 """Weight layouts (Keras / PyTorch / ONNX) and layer-level weight transfer.
 
 The gate orders are restated here as literal strings so that a wrong
-constant in ``kerasrnn.weights.layouts`` cannot also pass its own test, and
+constant in ``kerasrnn.cells.layouts`` cannot also pass its own test, and
 one step of each cell is written three times from each framework's
 documented equations.
 """
@@ -12,7 +12,7 @@ import pytest
 
 import kerasrnn
 from kerasrnn.cells.registry import cell_spec
-from kerasrnn.weights import layouts
+from kerasrnn.cells import layouts
 from kerasrnn.weights import transfer
 
 ATOL = 1e-5

@@ -19,7 +19,6 @@ into the matching kerasrnn cell unchanged.
 """
 
 import keras
-import tensorflow as tf
 from keras import ops
 
 from kerasrnn.validation import check_int
@@ -489,8 +488,14 @@ def apply_mask(h, recurrent_mask):
     return h if recurrent_mask is None else h * recurrent_mask
 
 
+# The two matmuls below serve the fused backward, which runs on TensorFlow
+# only (``layers/fused_loop.py``).
+
+
 def time_matmul(left, right):
     """``Σ_t left[t]ᵀ right[t]`` for ``(T, B, M)`` and ``(T, B, N)``."""
+    import tensorflow as tf
+
     left = ops.reshape(left, (-1, ops.shape(left)[-1]))
     right = ops.reshape(right, (-1, ops.shape(right)[-1]))
     return tf.linalg.matmul(left, right, transpose_a=True)
@@ -499,6 +504,8 @@ def time_matmul(left, right):
 def matmul_transposed(left, right):
     """``left rightᵀ`` without materialising the transpose (the fused
     backward's ``dz Uᵀ``, once per step)."""
+    import tensorflow as tf
+
     return tf.linalg.matmul(left, right, transpose_b=True)
 
 

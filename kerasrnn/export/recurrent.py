@@ -6,7 +6,7 @@ One node per layer-direction group: a ``RNN`` layer is one ``forward`` or
 of a bare cell (a decoder's) as a node over a sequence of length 1.
 Which node runs a cell, and how its weights are laid out, comes from the
 cell registry (``kerasrnn.cells.registry``); weights go through
-``kerasrnn.weights.layouts.keras_to_onnx`` (the one place where gates are
+``kerasrnn.cells.layouts.keras_to_onnx`` (the one place where gates are
 permuted). Inside a stack the sequence stays
 time-major (``[T, B, F]``, the only layout onnxruntime accepts), with one
 transpose in and one out.

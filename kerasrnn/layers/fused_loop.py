@@ -191,28 +191,3 @@ def run_forward_loop(cell, inputs, initial_states, mask=None,
         maximum_iterations=steps,
     )
     return (arrays[0].stack() if arrays else None), final_states
-
-
-def last_keras_output(final_hidden, mask=None, zero_output_for_mask=False):
-    """``keras_outputs(...)[-1]`` from the final hidden state alone."""
-    if mask is None:
-        return final_hidden
-    keep = mask[-1] if zero_output_for_mask else tf.reduce_any(mask, axis=0)
-    return tf.where(keep, final_hidden, tf.zeros_like(final_hidden))
-
-
-def keras_outputs(hidden_states, mask=None, zero_output_for_mask=False):
-    """The per-step outputs Keras reports, from the hidden-state sequence.
-
-    ``hidden_states`` (``(T, B, H)``) holds the carried state at every step.
-    At a masked step Keras outputs zeros (``zero_output_for_mask``) or the
-    previous output, which is the carried state once a real step has been
-    seen and zeros before.
-    """
-    if mask is None:
-        return hidden_states
-    if zero_output_for_mask:
-        keep = mask
-    else:
-        keep = tf.cumsum(tf.cast(mask, tf.int32), axis=0) > 0
-    return tf.where(keep, hidden_states, tf.zeros_like(hidden_states))

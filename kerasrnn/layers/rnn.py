@@ -12,11 +12,10 @@ from kerasrnn.cells.base import RecurrentCell
 from kerasrnn.layers.checks import check_mask
 from kerasrnn.layers.checks import check_sequences
 from kerasrnn.layers.checks import check_states
-from kerasrnn.layers.fused_loop import keras_outputs
-from kerasrnn.layers.fused_loop import last_keras_output
-from kerasrnn.layers.fused_loop import run_forward_loop
-from kerasrnn.layers.fused_loop import run_fused_loop
+from kerasrnn.layers import torch_kernels
 from kerasrnn.layers.time_loop import active_state_hook
+from kerasrnn.layers.time_loop import keras_outputs
+from kerasrnn.layers.time_loop import last_keras_output
 from kerasrnn.layers.time_loop import run_time_loop
 
 
@@ -167,7 +166,7 @@ class RNN(keras.layers.Layer):
             return
         if states is None:
             for variable in self.states:
-                variable.assign(ops.zeros_like(variable))
+                variable.assign(ops.zeros(variable.shape, variable.dtype))
             return
         batch_size = self.states[0].shape[0]
         states = check_states(
@@ -200,16 +199,64 @@ class RNN(keras.layers.Layer):
                                     weight_mask, probe),
                 carry=False,
             )
-        if self.fused and self.cell.supports_fused and not self.unroll:
-            loop = self._fused_loop if training else self._forward_loop
-            last_output, outputs, final_states = loop(
+        loop, padding = self._choose_loop(
+            mask, training, recurrent_mask is not None
+        )
+        if loop in ("fused", "forward"):
+            run = self._fused_loop if loop == "fused" else self._forward_loop
+            result = run(sequences, states, mask, recurrent_mask, weight_mask)
+        elif loop == "torch_kernel":
+            result = torch_kernels.run_torch_kernel(
+                self.cell, sequences, states, padding, weight_mask, training,
+                self.zero_output_for_mask,
+            )
+        else:  # "generic", "scan"
+            result = self._generic_loop(
                 sequences, states, mask, recurrent_mask, weight_mask
             )
-        else:
-            last_output, outputs, final_states = self._generic_loop(
-                sequences, states, mask, recurrent_mask, weight_mask
-            )
-        return self._result(last_output, outputs, final_states)
+        return self._result(*result)
+
+    def fast_path(self, mask=None, training=False):
+        """The loop a call with ``mask`` (None or a boolean ``(B, T)``
+        array) runs on the current Keras backend:
+
+        * ``"fused"``: TensorFlow's fused loop with its hand-written
+          backward (training; ``fused_loop.py``), ``"forward"`` its
+          inference loop;
+        * ``"torch_kernel"``: torch's fused kernel (``torch_kernels.py``);
+        * ``"scan"``: JAX's compiled ``lax.scan`` of the cell's step;
+        * ``"generic"``: the generic loop (``cell.fused_path_note`` or
+          ``torch_kernels.kernel_note`` says why).
+        """
+        if mask is not None:
+            mask = ops.convert_to_tensor(mask, "bool")
+        recurrent_dropout = (training and self.native
+                             and self.cell.recurrent_dropout > 0)
+        return self._choose_loop(mask, training, recurrent_dropout)[0]
+
+    def _choose_loop(self, mask, training, recurrent_dropout):
+        """``(loop, padding)``: ``fast_path``'s loop, and for the torch
+        kernel the mask's ``torch_kernels.padded_lengths`` (None without
+        a mask)."""
+        backend = keras.config.backend()
+        if not self.native or not self.fused or self.unroll:
+            return "generic", None
+        if backend == "tensorflow":
+            if not self.cell.supports_fused:
+                return "generic", None
+            return ("fused" if training else "forward"), None
+        if backend == "torch":
+            note = torch_kernels.kernel_note(self.cell, recurrent_dropout)
+            if note is not None:
+                return "generic", None
+            if mask is None:
+                return "torch_kernel", None
+            padding = torch_kernels.padded_lengths(mask)
+            if padding is None:
+                return "generic", None
+            return "torch_kernel", padding
+        # JAX's fast path is the generic loop itself: one lax.scan.
+        return "scan", None
 
     def _prepare(self, sequences, initial_state, mask):
         """The checked sequences and mask (in processing order: reversed
@@ -272,6 +319,8 @@ class RNN(keras.layers.Layer):
 
     def _fused_loop(self, sequences, states, mask, recurrent_mask,
                     weight_mask):
+        from kerasrnn.layers.fused_loop import run_fused_loop
+
         if mask is not None:
             mask = ops.expand_dims(ops.transpose(mask), -1)
         state_sequences = run_fused_loop(
@@ -288,6 +337,8 @@ class RNN(keras.layers.Layer):
 
     def _forward_loop(self, sequences, states, mask, recurrent_mask,
                       weight_mask):
+        from kerasrnn.layers.fused_loop import run_forward_loop
+
         if mask is not None:
             mask = ops.expand_dims(ops.transpose(mask), -1)
         hidden_states, final_states = run_forward_loop(

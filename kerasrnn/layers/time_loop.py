@@ -1,9 +1,17 @@
 """The time loop shared by every recurrent layer.
 
 ``run_time_loop`` runs a step function over the time axis of an already
-projected sequence. It is a graph loop (``tf.while_loop``) with no Python
-per step, and XLA-compatible (``maximum_iterations`` is set), or a Python
-unrolled loop when the length is static and ``unroll=True``.
+projected sequence, with the loop of the Keras backend:
+
+* TensorFlow: a graph loop (``tf.while_loop``) with no Python per step,
+  XLA-compatible (``maximum_iterations`` is set);
+* JAX: one ``lax.scan`` (``keras.ops.scan``), compiled with the step that
+  calls it;
+* PyTorch: a Python loop over eager tensors (what ``torch.nn`` cells do;
+  the fused kernels are ``torch_kernels.py``);
+
+or, on any backend, a Python unrolled loop when the length is static and
+``unroll=True``.
 
 Masking follows Keras: at a masked step the states carry over unchanged, and
 the output is either the previous step's output (zeros before the first
@@ -22,7 +30,8 @@ layers.
 import contextlib
 import threading
 
-import tensorflow as tf
+import keras
+from keras import ops
 
 _ACTIVE = threading.local()
 
@@ -76,32 +85,48 @@ def run_time_loop(
         ``(last_output, outputs, final_states)``; ``outputs`` is
         ``(batch, time, units)`` or None when ``return_sequences=False``.
     """
-    inputs_tm = tf.transpose(inputs, [1, 0, 2])
+    inputs_tm = ops.transpose(inputs, (1, 0, 2))
     mask_tm = None
     if mask is not None:
-        mask_tm = tf.expand_dims(tf.transpose(mask), -1)
+        mask_tm = ops.expand_dims(ops.transpose(mask), -1)
     if zero_output is None:
-        zero_output = tf.zeros_like(initial_states[0])
+        zero_output = ops.zeros_like(initial_states[0])
 
     def masked_step(x_t, mask_t, prev_output, states):
         output, new_states = step(x_t, states)
         if mask_t is None:
             return output, list(new_states)
         fallback = zero_output if zero_output_for_mask else prev_output
-        output = tf.where(mask_t, output, fallback)
+        output = ops.where(mask_t, output, fallback)
         new_states = [
-            tf.where(mask_t, new, old) for new, old in zip(new_states, states)
+            ops.where(mask_t, new, old) for new, old in zip(new_states, states)
         ]
         return output, new_states
 
-    if unroll:
-        return _unrolled(
-            masked_step, inputs_tm, mask_tm, zero_output, initial_states,
-            return_sequences,
-        )
+    backend = keras.config.backend()
+    if unroll or backend == "torch":
+        if unroll and inputs_tm.shape[0] is None:
+            raise ValueError(
+                "unroll=True needs a static sequence length; received a "
+                "time axis of unknown length. Pass `shape=(time, features)` "
+                "to `keras.Input` or use unroll=False."
+            )
+        loop = _python_loop
+    elif backend == "tensorflow":
+        loop = _while_loop
+    else:
+        loop = _scan_loop
+    return loop(masked_step, inputs_tm, mask_tm, zero_output, initial_states,
+                return_sequences)
+
+
+def _while_loop(masked_step, inputs_tm, mask_tm, zero_output, initial_states,
+                return_sequences):
+    """TensorFlow: one ``tf.while_loop`` over TensorArrays."""
+    import tensorflow as tf
 
     steps = tf.shape(inputs_tm)[0]
-    input_ta = tf.TensorArray(inputs.dtype, size=steps).unstack(inputs_tm)
+    input_ta = tf.TensorArray(inputs_tm.dtype, size=steps).unstack(inputs_tm)
     mask_ta = None
     if mask_tm is not None:
         mask_ta = tf.TensorArray(tf.bool, size=steps).unstack(mask_tm)
@@ -135,20 +160,59 @@ def run_time_loop(
     return last_output, outputs, final_states
 
 
-def _unrolled(
-    masked_step, inputs_tm, mask_tm, zero_output, states, return_sequences
-):
-    if inputs_tm.shape[0] is None:
-        raise ValueError(
-            "unroll=True needs a static sequence length; received a time "
-            "axis of unknown length. Pass `shape=(time, features)` to "
-            "`keras.Input` or use unroll=False."
-        )
+def _scan_loop(masked_step, inputs_tm, mask_tm, zero_output, initial_states,
+               return_sequences):
+    """JAX: one ``keras.ops.scan`` (``lax.scan``)."""
+
+    def body(carry, inputs_t):
+        prev_output, states = carry
+        x_t, mask_t = inputs_t
+        output, new_states = masked_step(x_t, mask_t, prev_output, states)
+        return (output, new_states), (output if return_sequences else None)
+
+    (last_output, final_states), outputs = ops.scan(
+        body, (zero_output, list(initial_states)), (inputs_tm, mask_tm)
+    )
+    if return_sequences:
+        outputs = ops.transpose(outputs, (1, 0, 2))
+    return last_output, outputs, list(final_states)
+
+
+def _python_loop(masked_step, inputs_tm, mask_tm, zero_output, states,
+                 return_sequences):
+    """A Python loop over the steps: ``unroll=True`` on any backend (the
+    graph holds every step), and PyTorch's eager loop."""
     output = zero_output
     outputs = []
     for t in range(inputs_tm.shape[0]):
         mask_t = None if mask_tm is None else mask_tm[t]
         output, states = masked_step(inputs_tm[t], mask_t, output, states)
-        outputs.append(output)
-    stacked = tf.stack(outputs, axis=1) if return_sequences else None
+        if return_sequences:
+            outputs.append(output)
+    stacked = ops.stack(outputs, axis=1) if return_sequences else None
     return output, stacked, states
+
+
+def last_keras_output(final_hidden, mask=None, zero_output_for_mask=False):
+    """``keras_outputs(...)[-1]`` from the final hidden state alone."""
+    if mask is None:
+        return final_hidden
+    keep = mask[-1] if zero_output_for_mask else ops.any(mask, axis=0)
+    return ops.where(keep, final_hidden, ops.zeros_like(final_hidden))
+
+
+def keras_outputs(hidden_states, mask=None, zero_output_for_mask=False):
+    """The per-step outputs Keras reports, from the hidden-state sequence.
+
+    ``hidden_states`` (``(T, B, H)``) holds the carried state at every step.
+    At a masked step Keras outputs zeros (``zero_output_for_mask``) or the
+    previous output, which is the carried state once a real step has been
+    seen and zeros before.
+    """
+    if mask is None:
+        return hidden_states
+    if zero_output_for_mask:
+        keep = mask
+    else:
+        keep = ops.cumsum(ops.cast(mask, "int32"), axis=0) > 0
+    return ops.where(keep, hidden_states, ops.zeros_like(hidden_states))

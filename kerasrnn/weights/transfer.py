@@ -3,7 +3,7 @@
 Each function takes a kerasrnn ``SimpleRNN``, ``LSTM`` or ``GRU`` (any
 ``num_layers``, uni- or bidirectional) and walks its sub-layers in PyTorch's
 order: layer ``k``, forward then backward. The per-cell arithmetic (gate
-permutations, transposes, biases) is ``kerasrnn.weights.layouts``.
+permutations, transposes, biases) is ``kerasrnn.cells.layouts``.
 
 Sub-layer ``k`` in each framework (``D`` directions):
 
@@ -28,7 +28,7 @@ import numpy as np
 from kerasrnn.cells.registry import cell_spec
 from kerasrnn.cells.registry import is_registered
 from kerasrnn.layers.stacked import StackedRecurrent
-from kerasrnn.weights import layouts
+from kerasrnn.cells import layouts
 
 TORCH_PARAMETERS = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
 

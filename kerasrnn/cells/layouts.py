@@ -1,4 +1,5 @@
-"""Weight layouts of Keras, PyTorch and ONNX recurrent cells (pure NumPy).
+"""Weight layouts of Keras, PyTorch and ONNX recurrent cells (NumPy; and
+on live torch tensors for the torch backend's fused kernels).
 
 This module is the one place where gate permutations, transposes and bias
 splits happen; what it knows about each cell (gate orders, a diagonal
@@ -121,6 +122,36 @@ def keras_to_torch(
         weights["bias_ih"] = permute_gates(bias_ih, perm)
         weights["bias_hh"] = permute_gates(bias_hh, perm)
     return _contiguous(weights)
+
+
+def torch_kernel_parameters(
+    cell_type, kernel, recurrent_kernel, bias=None, reset_after=True
+):
+    """``keras_to_torch`` on live torch tensors, differentiable: the
+    ``params`` list of ``torch.lstm`` / ``torch.gru`` / ``torch.rnn_tanh``
+    (``[weight_ih, weight_hh, bias_ih, bias_hh]``, the biases only when
+    ``bias`` is given), for the torch backend's fused kernels
+    (``kerasrnn.layers.torch_kernels``). Same mapping, same checks of the
+    cell type, no shape checks (the cell built its weights)."""
+    import torch
+
+    check_torch_compatible(cell_type, reset_after)
+    perm = _spec(cell_type).permutation("torch")
+
+    def torch_order(tensor):
+        if list(perm) == sorted(perm):
+            return tensor
+        blocks = torch.chunk(tensor, len(perm), dim=-1)
+        return torch.cat([blocks[p] for p in perm], dim=-1)
+
+    parameters = [torch_order(kernel).T, torch_order(recurrent_kernel).T]
+    if bias is not None:
+        if bias.ndim == 2:
+            bias_ih, bias_hh = bias[0], bias[1]
+        else:
+            bias_ih, bias_hh = bias, torch.zeros_like(bias)
+        parameters += [torch_order(bias_ih), torch_order(bias_hh)]
+    return parameters
 
 
 def torch_to_keras(
