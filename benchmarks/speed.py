@@ -12,6 +12,14 @@ shared machine's drift).
     python benchmarks/speed.py                       # shapes a b c, all cells
     python benchmarks/speed.py --shapes b --cells lstm --reps 20
     python benchmarks/speed.py --rounds 3 --json artifacts/speed.json
+    python benchmarks/speed.py --backend torch       # Keras on torch
+    python benchmarks/speed.py --backend jax
+
+``--backend`` sets the Keras backend of the ``keras`` and ``kerasrnn``
+rows (TensorFlow by default; the ``-xla`` rows are TensorFlow's): on JAX
+both run as Keras compiles them (``jit``), on torch eagerly, kerasrnn on
+torch's fused kernels. The ``torch`` and ``onnxruntime`` rows are the same
+on every backend, so ratios to them compare across runs.
 
 Shapes (batch, time, input, hidden): a = 32,100,128,256; b = 1,50,64,128
 (latency); c = 64,200,256,512 (throughput). Forward FLOPs are
@@ -92,7 +100,6 @@ def keras_layer(implementation, cell, hidden, variant):
 
 def time_keras(implementation, cell, shape, variant, reps):
     import keras
-    import tensorflow as tf
 
     batch, steps, inputs, hidden = shape
     xla = implementation.endswith("-xla")
@@ -114,15 +121,41 @@ def time_keras(implementation, cell, shape, variant, reps):
             hidden_tensor = layer(hidden_tensor)
     inputs_list = [sequence] + ([mask_input] if variant == "masked" else [])
     model = keras.Model(inputs_list, hidden_tensor)
-    forward = tf.function(
-        lambda *args: model(list(args) if len(args) > 1 else args[0]),
-        jit_compile=xla,
-    )
-    tensors = [tf.constant(f) for f in feeds]
-    forward_ms = median_ms(lambda: forward(*tensors).numpy(), reps)
-    model.compile(optimizer=keras.optimizers.SGD(1e-3), loss="mse",
-                  jit_compile=xla)
     data = feeds if len(feeds) > 1 else feeds[0]
+    if keras.config.backend() == "tensorflow":
+        import tensorflow as tf
+
+        forward = tf.function(
+            lambda *args: model(list(args) if len(args) > 1 else args[0]),
+            jit_compile=xla,
+        )
+        tensors = [tf.constant(f) for f in feeds]
+        forward_ms = median_ms(lambda: forward(*tensors).numpy(), reps)
+    elif keras.config.backend() == "jax":
+        import jax
+
+        # The model's stateless call, jit-compiled (what predict runs).
+        forward = jax.jit(lambda trainable, other, args: model.stateless_call(
+            trainable, other, args)[0])
+        variables = ([v.value for v in model.trainable_variables],
+                     [v.value for v in model.non_trainable_variables])
+        tensors = [jax.numpy.asarray(f) for f in feeds]
+        args = tensors if len(tensors) > 1 else tensors[0]
+        forward_ms = median_ms(
+            lambda: forward(*variables, args).block_until_ready(), reps)
+    else:
+        import torch
+
+        tensors = [torch.as_tensor(f) for f in feeds]
+        args = tensors if len(tensors) > 1 else tensors[0]
+
+        def forward():
+            with torch.no_grad():
+                return model(args)
+
+        forward_ms = median_ms(forward, reps)
+    model.compile(optimizer=keras.optimizers.SGD(1e-3), loss="mse",
+                  jit_compile=xla or "auto")
     train_ms = median_ms(lambda: model.train_on_batch(data, y), reps)
     return forward_ms, train_ms
 
@@ -272,7 +305,8 @@ def peak_rss_mb():
 
 def run_isolated(config):
     command = [sys.executable, __file__, "--one", json.dumps(config)]
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3",
+               KERAS_BACKEND=config["backend"])
     done = subprocess.run(command, capture_output=True, text=True, env=env)
     if done.returncode != 0:
         message = done.stderr.strip().splitlines()[-1:]
@@ -371,11 +405,14 @@ def main():
                         choices=list(SHAPES))
     parser.add_argument("--cells", nargs="+", default=list(GATES),
                         choices=list(GATES))
-    parser.add_argument("--implementations", nargs="+",
-                        default=list(IMPLEMENTATIONS),
-                        choices=IMPLEMENTATIONS)
+    parser.add_argument("--implementations", nargs="+", default=None,
+                        choices=IMPLEMENTATIONS,
+                        help="default: all (the -xla rows on TensorFlow only)")
     parser.add_argument("--variants", nargs="+", default=["plain"],
                         choices=VARIANTS)
+    parser.add_argument("--backend", default="tensorflow",
+                        choices=("tensorflow", "jax", "torch"),
+                        help="Keras backend of the keras/kerasrnn rows")
     parser.add_argument("--reps", type=int, default=10)
     parser.add_argument("--rounds", type=int, default=1,
                         help="run every configuration this many times, "
@@ -393,10 +430,20 @@ def main():
     if args.rounds < 1:
         parser.error("--rounds must be at least 1")
 
+    if args.implementations is None:
+        args.implementations = [
+            i for i in IMPLEMENTATIONS
+            if args.backend == "tensorflow" or not i.endswith("-xla")
+        ]
+    xla_rows = [i for i in args.implementations if i.endswith("-xla")]
+    if args.backend != "tensorflow" and xla_rows:
+        parser.error(f"{xla_rows} are TensorFlow rows: pass --implementations"
+                     " without them, or --backend tensorflow")
     peak = matmul_peak_gflops()
     configs = [
         dict(shape=shape, cell=cell, variant=variant,
-             implementation=implementation, reps=args.reps)
+             implementation=implementation, reps=args.reps,
+             backend=args.backend)
         for shape in args.shapes
         for cell in args.cells
         for variant in args.variants

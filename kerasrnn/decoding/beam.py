@@ -57,6 +57,7 @@ from kerasrnn.decoding.logits import NEG_INF
 from kerasrnn.decoding.logits import forbid_token
 from kerasrnn.decoding.logits import forbid_tokens
 from kerasrnn.decoding.result import DecodingResult
+from kerasrnn.requirements import require_tensorflow
 
 # A set of hypotheses per row: ids (B, N, T), the others (B, N).
 Hypotheses = collections.namedtuple(
@@ -165,6 +166,7 @@ def beam_search(
         probability is filled with empty ones: length 0, ``pad_id`` tokens,
         score and log-probability -inf.
     """
+    require_tensorflow("kerasrnn.decoding.beam_search")
     check_step_fn(step_fn)
     check_int("beam_width", beam_width, 1)
     check_int("num_return", num_return, 1)

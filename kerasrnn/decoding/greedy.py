@@ -35,6 +35,7 @@ from kerasrnn.decoding.logits import forbid_tokens
 from kerasrnn.decoding.logits import top_k_filter
 from kerasrnn.decoding.logits import top_p_filter
 from kerasrnn.decoding.result import DecodingResult
+from kerasrnn.requirements import require_tensorflow
 
 
 def greedy_search(
@@ -72,6 +73,7 @@ def greedy_search(
     Returns:
         A ``DecodingResult`` with ``K = 1``.
     """
+    require_tensorflow("kerasrnn.decoding.greedy_search")
     return _token_by_token(
         step_fn, start_ids, initial_state, end_id, max_length, min_length,
         pad_id, forbidden_ids, _argmax,
@@ -117,6 +119,7 @@ def sample(
     Returns:
         A ``DecodingResult`` with ``K = num_samples``, samples in draw order.
     """
+    require_tensorflow("kerasrnn.decoding.sample")
     temperature = check_temperature(temperature)
     top_k = check_top_k(top_k)
     top_p = check_top_p(top_p)

@@ -75,6 +75,7 @@ from kerasrnn.export.generation import random_sources
 from kerasrnn.export.onnx import sample_inputs
 from kerasrnn.models.language_model import LanguageModel
 from kerasrnn.models.seq2seq import Seq2Seq
+from kerasrnn.requirements import require_tensorflow
 
 SIGNATURE = "serving_default"
 # Reloaded encode/decode_step against Keras, and the searches' scores.
@@ -124,6 +125,7 @@ def to_saved_model(model, directory, *, output_names=None, verify=True,
         ``directory``), the model's special ids and, with ``verify``,
         ``parity`` (the largest differences measured).
     """
+    require_tensorflow("SavedModel export")
     if isinstance(model, Seq2Seq):
         _no_output_names(model, output_names)
         static, _ = split_options(

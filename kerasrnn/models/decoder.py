@@ -28,6 +28,7 @@ from kerasrnn.validation import check_rate
 from kerasrnn.models import initializers
 from kerasrnn.models.attention import BahdanauAttention
 from kerasrnn.models.attention import LuongAttention
+from kerasrnn.requirements import require_tensorflow
 
 ATTENTIONS = (None, "bahdanau", "luong_dot", "luong_general")
 # The attention half of a decoder state, after the cells' states.
@@ -91,6 +92,7 @@ class RecurrentDecoder(keras.layers.Layer):
         output_initializer=None,
         **kwargs,
     ):
+        require_tensorflow("RecurrentDecoder (its teacher-forced loop)")
         super().__init__(**kwargs)
         self.initializers = initializers.resolve(locals())
         init = self.initializers

@@ -23,6 +23,7 @@ from kerasrnn.validation import check_choice
 from kerasrnn.models.metrics import MaskedTokenAccuracy
 from kerasrnn.models.metrics import Perplexity
 from kerasrnn.models.metrics import SequenceExactMatch
+from kerasrnn.requirements import require_tensorflow
 
 BRIDGES = ("zero", "copy", "dense")
 # Traced generate() graphs kept per model (one per method and static
@@ -143,6 +144,9 @@ class Seq2Seq(keras.Model):
         target_tokenizer=None,
         **kwargs,
     ):
+        require_tensorflow(
+            "Seq2Seq (its teacher-forcing train_step and decoder loop)"
+        )
         super().__init__(**kwargs)
         self.source_tokenizer = _tokenizer(
             "source_tokenizer", source_tokenizer, source_vocabulary_size
