@@ -144,7 +144,9 @@ def torch_kernel_parameters(
         blocks = torch.chunk(tensor, len(perm), dim=-1)
         return torch.cat([blocks[p] for p in perm], dim=-1)
 
-    parameters = [torch_order(kernel).T, torch_order(recurrent_kernel).T]
+    # Contiguous: torch's CPU kernels (oneDNN) take a slow path on views.
+    parameters = [torch_order(kernel).T.contiguous(),
+                  torch_order(recurrent_kernel).T.contiguous()]
     if bias is not None:
         if bias.ndim == 2:
             bias_ih, bias_hh = bias[0], bias[1]
