@@ -39,8 +39,13 @@ def decode_image(data, size, channels=3, strict=True, max_pixels=MAX_PIXELS,
         ImageError: not PNG/JPEG, corrupt, too large, or (strict) the
             wrong channel count.
     """
-    from PIL import Image
-    from PIL import UnidentifiedImageError
+    try:
+        from PIL import Image
+        from PIL import UnidentifiedImageError
+    except ImportError:   # pragma: no cover - depends on the install
+        raise ImportError(
+            "Reading images needs Pillow: pip install pillow"
+        ) from None
 
     if not isinstance(data, (bytes, bytearray)) or not data:
         raise ImageError(f"{what} is empty: send PNG or JPEG bytes.")

@@ -7,7 +7,11 @@ problem."""
 import base64
 import io
 import json
+import os
+import pathlib
 import re
+import subprocess
+import sys
 import urllib.error
 import urllib.request
 
@@ -25,6 +29,8 @@ from kerasrnn.models import text
 from kerasrnn.models.captioning import ImageCaptioner
 from kerasrnn.models.captioning import conv_encoder
 from kerasrnn_serving.server import running
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
 def _png(array, mode=None):
@@ -104,6 +110,22 @@ def test_caption_bytes_and_attention(exported):
     target = np.array([[model.bos_id, *ids, model.eos_id]], np.int32)
     np.testing.assert_allclose(
         maps, model.attention_maps(images[:1], target)[0], atol=1e-5)
+
+
+def test_captions_without_tensorflow(exported, tmp_path):
+    model, _, _, images, directory = exported
+    (tmp_path / "image.png").write_bytes(_png(_pixels(images[0])))
+    script = (
+        "import sys; sys.modules['tensorflow'] = None; "
+        "sys.modules['keras'] = None; import kerasrnn_serving, pathlib; "
+        f"g = kerasrnn_serving.Generator({str(directory)!r}); "
+        f"data = pathlib.Path({str(tmp_path / 'image.png')!r}).read_bytes(); "
+        "print(g.caption([data])[0]['text'])")
+    completed = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True,
+        timeout=120, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert completed.returncode == 0, completed.stderr[-2000:]
+    assert completed.stdout.strip() == model.generate_text(images[:1])[0]
 
 
 def test_backbone_from_keras_applications_exports(tmp_path):
