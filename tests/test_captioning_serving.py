@@ -143,6 +143,36 @@ def test_backbone_from_keras_applications_exports(tmp_path):
                                features.reshape(2, 4, 256), atol=1e-5)
 
 
+def test_image_layers_convert(tmp_path):
+    """Strided, grouped and "same"-padded convolutions, average pooling
+    over padding, rescaling and batch norm against Keras."""
+    encoder = keras.Sequential([
+        keras.Input((15, 17, 3)),
+        keras.layers.Rescaling(2.0, offset=-1.0),
+        keras.layers.Conv2D(4, 3, strides=2, padding="same",
+                            activation="tanh"),
+        keras.layers.Conv2D(6, (3, 2), padding="valid", groups=2,
+                            dilation_rate=(1, 2)),
+        keras.layers.BatchNormalization(),
+        keras.layers.AveragePooling2D(3, strides=2, padding="same"),
+        keras.layers.ZeroPadding2D(((1, 0), (0, 2))),
+        keras.layers.MaxPooling2D(2, padding="same"),
+    ])
+    rng = np.random.default_rng(2)
+    batch_norm = encoder.layers[3]
+    batch_norm.moving_mean.assign(rng.normal(size=6).astype("float32"))
+    batch_norm.moving_variance.assign(rng.random(6).astype("float32") + 0.5)
+    model = ImageCaptioner(encoder, 10, 2, 3, units=8)
+    manifest = to_onnx(model, tmp_path)
+    assert {"Conv", "AveragePool", "MaxPool", "Pad"} <= set(
+        manifest["graphs"]["encoder"]["ops"])
+    images = rng.random((3, 15, 17, 3), dtype="float32")
+    received = serving.Generator(tmp_path).encode(images)
+    expected = keras_state(model, manifest["state"], model.encode(images))
+    for name, value in expected.items():
+        np.testing.assert_allclose(received[name], value, atol=1e-5)
+
+
 def test_unsupported_layer_is_named(tmp_path):
     encoder = keras.Sequential([
         keras.Input((16, 16, 3)), keras.layers.Conv2D(4, 3),
