@@ -372,6 +372,8 @@ def test_bleu_and_exact_match():
     assert caption_data.exact_match(
         ["A blue square right of  a red circle", "two blue circles"],
         references) == 0.5
+    assert caption_data.exact_match(["a dog , running ."],
+                                    [["A dog, running."]]) == 1.0
     perfect = caption_data.bleu(
         ["a red circle left of a blue square", "two blue squares on black"],
         references)

@@ -21,9 +21,11 @@ import hashlib
 import json
 import os
 import pathlib
+import re
 
 import numpy as np
 
+from kerasrnn.models.text import _PUNCTUATION
 from kerasrnn_serving.images import decode_image
 
 SHAPES = ("circle", "square", "triangle")
@@ -270,8 +272,9 @@ def caption_pairs(dataset, tokenizer, max_length=None):
 
 
 def normalise(text):
-    """Lower case, single spaces: how captions are compared."""
-    return " ".join(text.lower().split())
+    """Lower case, punctuation split off, single spaces (as the word
+    ``Tokenizer`` reads text): how captions are compared."""
+    return " ".join(re.sub(_PUNCTUATION, r" \g<0> ", text.lower()).split())
 
 
 def exact_match(hypotheses, references):
