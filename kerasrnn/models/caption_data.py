@@ -286,21 +286,23 @@ def exact_match(hypotheses, references):
 
 
 def bleu(hypotheses, references):
-    """Corpus BLEU-1..4 (sacrebleu, 13a tokenisation, lower-cased, every
-    reference of each hypothesis), on a 0-1 scale: ``{"bleu_1": ...,
-    "bleu_4": ...}``. Rows with fewer references get their first one
+    """Corpus BLEU-1..4 (sacrebleu, every reference of each hypothesis),
+    on a 0-1 scale: ``{"bleu_1": ..., "bleu_4": ...}``. Hypotheses and
+    references are first ``normalise`` d (as the word tokenizer splits
+    them: "don't" is "don ' t" on both sides), then sacrebleu's 13a
+    tokenisation runs. Rows with fewer references get their first one
     repeated (a repeated reference changes no clipped count)."""
     import sacrebleu
 
     most = max(len(refs) for refs in references)
-    streams = [[refs[k] if k < len(refs) else refs[0] for refs in references]
-               for k in range(most)]
+    streams = [[normalise(refs[k] if k < len(refs) else refs[0])
+                for refs in references] for k in range(most)]
+    hypotheses = [normalise(text) for text in hypotheses]
     scores = {}
     for order in range(1, 5):
-        metric = sacrebleu.metrics.BLEU(max_ngram_order=order,
-                                        lowercase=True)
+        metric = sacrebleu.metrics.BLEU(max_ngram_order=order)
         scores[f"bleu_{order}"] = metric.corpus_score(
-            list(hypotheses), streams).score / 100
+            hypotheses, streams).score / 100
     return scores
 
 
