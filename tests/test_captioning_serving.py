@@ -183,6 +183,18 @@ def test_unsupported_layer_is_named(tmp_path):
         to_onnx(model, tmp_path)
 
 
+def test_other_exports_refuse_a_captioner_by_name(tmp_path):
+    from kerasrnn.export import to_saved_model
+    from kerasrnn.export import to_triton
+
+    model = ImageCaptioner(conv_encoder((8, 8, 3), filters=(4,),
+                                        pools=(True,)), 10, 2, 3, units=8)
+    for export in (to_triton, to_saved_model):
+        with pytest.raises(ValueError, match="does not export an "
+                           "ImageCaptioner yet: use kerasrnn.export.to_onnx"):
+            export(model, tmp_path / export.__name__)
+
+
 # --- HTTP -------------------------------------------------------------------
 
 
