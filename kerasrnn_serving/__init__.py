@@ -5,10 +5,12 @@ this package never imports TensorFlow or Keras.
 
 * ``Predictor(directory)``: loads ``model.onnx`` and ``manifest.json``,
   checks inputs, batches, returns numpy arrays.
-* ``Generator(directory)``: an exported ``Seq2Seq`` or ``LanguageModel``
-  (encoder + one-step decoder graphs), decoded by ``search`` (greedy,
-  sampling, beam: NumPy ports of ``kerasrnn.decoding``), text in, text
-  out (``text``: the models' tokenizers without TensorFlow), streaming.
+* ``Generator(directory)``: an exported ``Seq2Seq``, ``LanguageModel`` or
+  ``ImageCaptioner`` (encoder + one-step decoder graphs), decoded by
+  ``search`` (greedy, sampling, beam: NumPy ports of
+  ``kerasrnn.decoding``), text in, text out (``text``: the models'
+  tokenizers without TensorFlow), streaming; image bytes in, captions
+  out (``images``: Pillow).
 * ``python -m kerasrnn_serving predict|generate|serve|info DIR``
   (installed as ``kerasrnn-serving``): the command line and a small
   JSON-over-HTTP server (``kerasrnn_serving.server``).

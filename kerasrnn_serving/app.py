@@ -232,6 +232,12 @@ class _State:
         self.model.session.run(None, feeds)
 
     def _warm_up_generation(self):
+        if self.model.kind == "captioner":
+            image = self.model.manifest["image"]
+            self.model.generate_ids(np.zeros(
+                (1, image["height"], image["width"], image["channels"]),
+                np.float32), "greedy", 2)
+            return
         start = [[1]] if self.model.kind == "language_model" else None
         if start is None:
             pad = self.model.tokens["pad_id"]
@@ -389,10 +395,10 @@ class _State:
 
     async def generate(self, request):
         body = await _json_body(request, self.limits)
-        texts = body.get("texts") if isinstance(body, dict) else None
-        rows = body.get("ids") if isinstance(body, dict) else None
-        count = len(texts) if isinstance(texts, list) else (
-            len(rows) if isinstance(rows, list) else 1)
+        inputs = [body.get(key) for key in ("texts", "ids", "images")] \
+            if isinstance(body, dict) else []
+        count = next((len(value) for value in inputs
+                      if isinstance(value, list)), 1)
         if self.limits.max_rows is not None and count > self.limits.max_rows:
             raise HTTPError(413, f"The request holds {count} inputs; the "
                             f"limit is {self.limits.max_rows}. Split it.",

@@ -1,5 +1,5 @@
-"""``Generator``: TensorFlow-free generation from an exported ``Seq2Seq`` or
-``LanguageModel`` (``kerasrnn.export.to_onnx``).
+"""``Generator``: TensorFlow-free generation from an exported ``Seq2Seq``,
+``LanguageModel`` or ``ImageCaptioner`` (``kerasrnn.export.to_onnx``).
 
 Only numpy and onnxruntime are imported. The export directory holds the
 graphs and ``manifest.json`` (see ``kerasrnn.export.generation``); the
@@ -13,6 +13,7 @@ searches are ``kerasrnn_serving.search`` (NumPy ports of
     generator.generate_ids([[5, 9, 4]])                    # ids -> ids
     for event in generator.stream("3 march 2021"):          # token by token
         print(event["text"], end="")
+    Generator("artifacts/captioner").caption([png_bytes])  # image -> text
 
 Every request is checked before anything runs (``InputError`` naming
 what is wrong): empty or over-long sources, ids outside the vocabulary,
@@ -27,14 +28,20 @@ import numpy as np
 import onnxruntime
 
 from kerasrnn_serving import search
+from kerasrnn_serving.images import MAX_PIXELS
+from kerasrnn_serving.images import ImageError
+from kerasrnn_serving.images import decode_image
 from kerasrnn_serving.predictor import CPU
 from kerasrnn_serving.predictor import CUDA
 from kerasrnn_serving.predictor import InputError
 from kerasrnn_serving.predictor import check_graph
 from kerasrnn_serving.manifest import read as read_manifest
 
-KINDS = ("seq2seq", "language_model")
-DEFAULT_METHOD = {"seq2seq": "greedy", "language_model": "sample"}
+KINDS = ("seq2seq", "language_model", "captioner")
+DEFAULT_METHOD = {"seq2seq": "greedy", "language_model": "sample",
+                  "captioner": "greedy"}
+# The kinds whose decoder starts from an encoded input at BOS.
+CONDITIONAL = ("seq2seq", "captioner")
 
 
 class Generator:
@@ -57,7 +64,8 @@ class Generator:
             ``max_source_length``, else 512 source tokens).
 
     Attributes:
-        manifest, kind (``"seq2seq"`` or ``"language_model"``), provider,
+        manifest, kind (``"seq2seq"``, ``"language_model"`` or
+        ``"captioner"``), provider,
         limits.
     """
 
@@ -104,7 +112,8 @@ class Generator:
         self.constant = tuple(e["name"] for e in self.state_entries
                               if e["constant"])
         self.tokens = manifest["tokens"]
-        step_graph = "decoder_step" if self.kind == "seq2seq" else "step"
+        step_graph = ("decoder_step" if self.kind in CONDITIONAL
+                      else "step")
         self._step_session = self.sessions[step_graph]
         self._changing = [e for e in self.state_entries if not e["constant"]]
         self._state_outputs = [e["output"] for e in self._changing]
@@ -116,6 +125,8 @@ class Generator:
         max_source = manifest["limits"].get("max_source_length") or 512
         self.limits = {**search.LIMITS, "source_length": max_source,
                        "vocabulary_size": self.vocabulary_size,
+                       **({"image_pixels": MAX_PIXELS}
+                          if self.kind == "captioner" else {}),
                        **(limits or {})}
         self._codecs = {}
         self.step_batcher = None
@@ -128,9 +139,14 @@ class Generator:
 
     def encode(self, source):
         """``encoder.onnx`` on int ids ``(B, S)`` (right-padded with the
-        padding id): the decoder's first state ``{name: array}``."""
+        padding id), or a captioner's float32 images ``(B, H, W, C)``: the
+        decoder's first state ``{name: array}``."""
         session = self.sessions["encoder"]
-        values = session.run(None, {"source": np.asarray(source, np.int32)})
+        if self.kind == "captioner":
+            feeds = {"image": np.asarray(source, np.float32)}
+        else:
+            feeds = {"source": np.asarray(source, np.int32)}
+        values = session.run(None, feeds)
         return dict(zip([o.name for o in session.get_outputs()], values))
 
     def prompt(self, prompts, state=None):
@@ -233,7 +249,7 @@ class Generator:
         """The token that ends a hypothesis: a seq2seq model's end token
         (always); for a language model ``<eos>`` with ``stop_at_eos``, else
         none (``LanguageModel.generate``'s default)."""
-        if self.kind == "seq2seq":
+        if self.kind in CONDITIONAL:
             if stop_at_eos is not None and not stop_at_eos:
                 raise InputError(
                     "`stop_at_eos` applies to language models: a seq2seq "
@@ -288,8 +304,9 @@ class Generator:
 
     def _start(self, source):
         """``(start_ids, first state)`` for checked sources or prompts."""
-        if self.kind == "seq2seq":
-            source = self.check_source(source)
+        if self.kind in CONDITIONAL:
+            source = (self.check_images(source) if self.kind == "captioner"
+                      else self.check_source(source))
             state = self.encode(source)
             return np.full(len(source), self.tokens["bos_id"], np.int32), \
                 state
@@ -321,6 +338,62 @@ class Generator:
         for index, row in enumerate(rows):
             array[index, :len(row)] = row
         return array
+
+    def check_images(self, images):
+        """A captioner's images as float32 ``(B, H, W, C)`` (pixels in
+        [0, 1], as ``decode_images`` makes them), or an ``InputError``."""
+        spec = self.manifest["image"]
+        shape = (spec["height"], spec["width"], spec["channels"])
+        images = np.asarray(images)
+        if images.ndim != 4 or images.shape[1:] != shape or not len(images):
+            raise InputError(
+                f"Images must be an array (batch, {', '.join(map(str, shape))})"
+                f". Received: shape {images.shape}"
+            )
+        if images.dtype.kind != "f":
+            raise InputError(
+                "Images must hold float pixels in [0, 1]. Received: dtype "
+                f"{images.dtype}"
+            )
+        return images.astype(np.float32)
+
+    def decode_images(self, images):
+        """PNG/JPEG bytes (one or a list) as the ``(B, H, W, C)`` array
+        the encoder reads (``kerasrnn_serving.images``); an ``InputError``
+        names the first bad image: not an image, more than
+        ``limits["image_pixels"]``, or another channel count than the
+        model's."""
+        if self.kind != "captioner":
+            raise InputError(f"Images apply to captioners; this is a "
+                             f"{self.kind} model.")
+        if isinstance(images, (bytes, bytearray)):
+            images = [images]
+        if not isinstance(images, (list, tuple)) or not images:
+            raise InputError("Send a non-empty list of images (PNG or JPEG "
+                             f"bytes). Received: {_kind(images)}")
+        spec = self.manifest["image"]
+        try:
+            return np.stack([
+                decode_image(data, (spec["height"], spec["width"]),
+                             spec["channels"], strict=True,
+                             max_pixels=self.limits["image_pixels"],
+                             what=f"Image {index}")
+                for index, data in enumerate(images)])
+        except ImageError as error:
+            raise InputError(str(error)) from None
+
+    def caption(self, images, method=None, max_length=None, **options):
+        """Image bytes in, captions out: as ``generate``, for a
+        captioner (``decode_images`` reads the bytes)."""
+        return self.describe(self.generate_ids(
+            self.decode_images(images), method, max_length, **options))
+
+    def image_alignments(self, image, target):
+        """Attention ``(len(target) + 1, h, w)`` over the grid of one
+        image ``(H, W, C)`` while reading ``target`` (ids without BOS)."""
+        state = self.encode(self.check_images(np.asarray(image)[None]))
+        weights = self._alignments(state, target)
+        return weights.reshape(len(weights), *self.manifest["image"]["grid"])
 
     def check_prompts(self, prompts):
         rows = _rows("prompt", prompts, None)
@@ -364,6 +437,9 @@ class Generator:
         own behaviour) or ``"error"`` to refuse, naming the tokens."""
         from kerasrnn_serving.text import TextError
 
+        if self.kind == "captioner":
+            raise InputError("A captioner reads images, not texts: send "
+                             '"images" (base64 PNG or JPEG).')
         if isinstance(texts, str):
             texts = [texts]
         if not isinstance(texts, (list, tuple)) or not texts or not all(
@@ -407,7 +483,7 @@ class Generator:
 
     def decode_ids(self, ids):
         """The text of generated ids (one sequence)."""
-        if self.kind == "seq2seq":
+        if self.kind in CONDITIONAL:
             return self.codec("target").decode([list(ids)])[0]
         return self.codec("tokens").decode(list(ids))
 
@@ -436,7 +512,8 @@ class Generator:
         """A ``DecodingResult`` as the dicts ``generate`` returns (without
         ``"text"`` when ``text`` is False: a model exported without its
         vocabulary)."""
-        end_id = self.tokens["eos_id"] if self.kind == "seq2seq" else None
+        end_id = (self.tokens["eos_id"] if self.kind in CONDITIONAL
+                  else None)
         answers = []
         for lists, scores, log_probs, lengths in zip(
             result.to_lists(end_id), result.scores, result.log_probs,
@@ -463,8 +540,10 @@ class Generator:
         reading ``target`` (ids without BOS; the end token is appended)
         after ``source``: row t is what the step that produced token t
         attended to (as ``Seq2Seq.alignments``)."""
-        source = self.check_source([list(source)])
-        state = self.encode(source)
+        return self._alignments(
+            self.encode(self.check_source([list(source)])), target)
+
+    def _alignments(self, state, target):
         tokens = [self.tokens["bos_id"], *target]
         weights = []
         for token in tokens:
@@ -540,6 +619,8 @@ class Generator:
                      self.manifest["vocabularies"].items()},
             "architecture": self.manifest["architecture"],
             "parity": self.manifest.get("parity"),
+            **({"image": self.manifest["image"]}
+               if self.kind == "captioner" else {}),
         }
 
 
@@ -547,8 +628,9 @@ def _graphs(manifest, directory):
     kind = manifest.get("kind", "classifier")
     if kind not in KINDS:
         raise ValueError(
-            f"{directory} holds a {kind} export; Generator runs seq2seq and "
-            "language-model exports (use Predictor for a classifier)."
+            f"{directory} holds a {kind} export; Generator runs seq2seq, "
+            "language-model and captioner exports (use Predictor for a "
+            "classifier)."
         )
     return manifest["graphs"]
 

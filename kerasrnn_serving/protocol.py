@@ -15,17 +15,25 @@ language model, ``"stop_at_eos"`` -> ``{"results": [{"text",
 server-sent events: one ``data: {"index", "id", "text"}`` event per
 decoded token, then ``event: done`` with the whole answer.
 
+A captioner takes ``{"images": [base64 PNG or JPEG, ...]}`` instead of
+texts (the search options as above; no streaming); with ``"attention":
+true`` each hypothesis carries ``"attention"``, per token (the end token
+last) the ``h × w`` grid of weights over the image.
+
 ``POST /v1/predict`` takes ``{"inputs": {name: nested lists}, "lengths":
 {name: [ints]}}`` -> ``{"outputs": {name: nested lists}}``.
 """
+
+import base64
+import binascii
 
 import numpy as np
 
 from kerasrnn_serving.predictor import InputError
 
 # The keys a /v1/generate request may hold besides the search options.
-GENERATE_KEYS = {"texts", "ids", "method", "max_length", "unknown",
-                 "stream", "attention", "stop_at_eos"}
+GENERATE_KEYS = {"texts", "ids", "images", "method", "max_length",
+                 "unknown", "stream", "attention", "stop_at_eos"}
 
 
 def generation_request(generator, request):
@@ -33,7 +41,12 @@ def generation_request(generator, request):
     ``run()`` answers it (with ``stream``, an iterator of events)."""
     if not isinstance(request, dict):
         raise InputError('The request must be a JSON object with "texts" or '
-                         '"ids".')
+                         '"ids" ("images" for a captioner).')
+    if generator.kind == "captioner":
+        return _caption_request(generator, request)
+    if "images" in request:
+        raise InputError('"images" apply to captioners; this model takes '
+                         '"texts" or "ids".')
     has_texts, has_ids = "texts" in request, "ids" in request
     if has_texts == has_ids:
         raise InputError('The request needs exactly one of "texts" (a list '
@@ -85,6 +98,54 @@ def generation_request(generator, request):
         return generator.describe(result, text=_has_text(generator))
 
     return from_ids, False, attention
+
+
+def _caption_request(generator, request):
+    """``generation_request`` for a captioner: the images are decoded
+    (and refused, naming the image) before anything runs."""
+    for key in ("texts", "ids", "stream", "unknown", "stop_at_eos"):
+        if key in request:
+            raise InputError(f'"{key}" does not apply to a captioner: send '
+                             '"images" (base64 PNG or JPEG bytes).')
+    encoded = request.get("images")
+    if isinstance(encoded, str):
+        encoded = [encoded]
+    if not isinstance(encoded, list) or not encoded:
+        raise InputError('A captioner needs "images": a non-empty list of '
+                         "base64 PNG or JPEG strings.")
+    data = []
+    for index, item in enumerate(encoded):
+        if not isinstance(item, str):
+            raise InputError(f"Image {index} must be a base64 string. "
+                             f"Received: {type(item).__name__}")
+        try:
+            data.append(base64.b64decode(item, validate=True))
+        except (binascii.Error, ValueError):
+            raise InputError(f"Image {index} is not valid base64.") \
+                from None
+    images = generator.decode_images(data)
+    method = request.get("method")
+    if method is not None and not isinstance(method, str):
+        raise InputError(f'"method" must be a string. Received: {method!r}')
+    options = {k: v for k, v in request.items() if k not in GENERATE_KEYS}
+    attention = _flag(request, "attention")
+    if attention and not generator.manifest["architecture"].get(
+        "attention"
+    ):
+        raise InputError('"attention": this model has no attention.')
+
+    def run():
+        results = generator.describe(generator.generate_ids(
+            images, method, request.get("max_length"), **options))
+        if attention:
+            for image, result in zip(images, results):
+                for hypothesis in result["hypotheses"]:
+                    weights = generator.image_alignments(
+                        image, hypothesis["ids"])
+                    hypothesis["attention"] = np.round(weights, 5).tolist()
+        return results
+
+    return run, False, False
 
 
 def _has_text(generator):

@@ -639,7 +639,12 @@ def check_generation_parity(model, manifest, graphs, batch_size=3, steps=6,
 
     generator = Generator.from_graphs(manifest, graphs)
     rng = np.random.default_rng(seed)
-    if manifest["kind"] == "seq2seq":
+    if manifest["kind"] == "captioner":
+        from kerasrnn.export.captioning import captioner_parity
+
+        figures = captioner_parity(model, generator, rng, batch_size,
+                                   max_length)
+    elif manifest["kind"] == "seq2seq":
         figures = _seq2seq_parity(model, generator, rng, batch_size, steps,
                                   max_length)
     else:
@@ -701,6 +706,14 @@ def _compare(what, ours, theirs):
 def _seq2seq_parity(model, generator, rng, batch_size, steps, max_length):
     source = random_sources(model, batch_size, steps,
                             int(rng.integers(2**31)))
+    return decoder_parity(model, generator, source, rng, max_length)
+
+
+def decoder_parity(model, generator, source, rng, max_length):
+    """The first state, one step and greedy decoding of ``source`` by the
+    exported graphs against ``model`` (a ``Seq2Seq`` or a subclass);
+    returns the largest errors, raises a RuntimeError on a difference."""
+    batch_size = len(source)
     entries = generator.manifest["state"]
     expected = keras_state(model, entries, model.encode(source))
     received = generator.encode(source)

@@ -651,3 +651,111 @@ def sequence_pooling(graph, layer, args, kwargs):
         "Where", [has_steps, pooled, graph.scalar(0.0, "float32")], hint
     )
     return [Value(output, shape, "float32")]
+
+
+# --- images (channels_last): Keras NHWC, ONNX Conv/Pool on NCHW ---------------
+
+
+def _channels_last(layer):
+    if getattr(layer, "data_format", "channels_last") != "channels_last":
+        raise ValueError(
+            f"Layer '{layer.name}' has data_format={layer.data_format!r}; "
+            "ONNX export supports channels_last images."
+        )
+
+
+def _padding(layer):
+    if layer.padding not in ("valid", "same"):
+        raise ValueError(
+            f"Layer '{layer.name}' has padding={layer.padding!r}; ONNX "
+            "export supports 'valid' and 'same'."
+        )
+    # TensorFlow's "same" puts the odd pixel after, as SAME_UPPER.
+    return "SAME_UPPER" if layer.padding == "same" else "VALID"
+
+
+def _nchw(graph, layer, x, op_type, inputs, **attributes):
+    """``op_type`` on ``x`` (NHWC) transposed to NCHW and back."""
+    hint = layer.name
+    nchw = graph.transpose(x.name, (0, 3, 1, 2), f"{hint}/nchw")
+    output = graph.op(op_type, [nchw, *inputs], f"{hint}/{op_type.lower()}",
+                      **attributes)
+    return graph.transpose(output, (0, 2, 3, 1), f"{hint}/nhwc")
+
+
+def _output_shape(layer, x):
+    return tuple(layer.compute_output_shape(tuple(x.shape)))
+
+
+@converter(keras.layers.Conv2D, keras.layers.DepthwiseConv2D)
+def conv2d(graph, layer, args, kwargs):
+    x = _first(args, kwargs)
+    _plain_weights(layer)
+    _float_layer(layer)
+    _channels_last(layer)
+    if isinstance(layer, keras.layers.DepthwiseConv2D):
+        kernel = _weight(layer.kernel)            # (kh, kw, C, multiplier)
+        height, width, channels, multiplier = kernel.shape
+        # Output channel c * multiplier + m reads input channel c.
+        onnx_kernel = kernel.reshape(height, width, channels * multiplier)
+        onnx_kernel = onnx_kernel.transpose(2, 0, 1)[:, None]
+        groups = channels
+    else:
+        kernel = _weight(layer.kernel)            # (kh, kw, C / groups, F)
+        onnx_kernel = kernel.transpose(3, 2, 0, 1)
+        groups = layer.groups
+    inputs = [graph.constant(np.ascontiguousarray(onnx_kernel),
+                             f"{layer.name}/kernel")]
+    if layer.use_bias:
+        inputs.append(graph.constant(_weight(layer.bias),
+                                     f"{layer.name}/bias"))
+    output = _nchw(
+        graph, layer, x, "Conv", inputs,
+        kernel_shape=list(kernel.shape[:2]),
+        strides=list(layer.strides), dilations=list(layer.dilation_rate),
+        group=int(groups), auto_pad=_padding(layer),
+    )
+    output = apply_activation(graph, layer, layer.activation, output)
+    return [Value(output, _output_shape(layer, x), "float32")]
+
+
+@converter(keras.layers.MaxPooling2D, keras.layers.AveragePooling2D)
+def pooling2d(graph, layer, args, kwargs):
+    x = _first(args, kwargs)
+    _channels_last(layer)
+    op_type = ("MaxPool" if isinstance(layer, keras.layers.MaxPooling2D)
+               else "AveragePool")
+    # Keras' average over "same" padding counts real pixels only, as
+    # ONNX's default count_include_pad=0.
+    output = _nchw(graph, layer, x, op_type, [],
+                   kernel_shape=list(layer.pool_size),
+                   strides=list(layer.strides), auto_pad=_padding(layer))
+    return [Value(output, _output_shape(layer, x), "float32")]
+
+
+@converter(keras.layers.ZeroPadding2D)
+def zero_padding2d(graph, layer, args, kwargs):
+    x = _first(args, kwargs)
+    _channels_last(layer)
+    (top, bottom), (left, right) = layer.padding
+    output = graph.op(
+        "Pad", [x.name, graph.ints(0, top, left, 0, 0, bottom, right, 0)],
+        layer.name,
+    )
+    return [Value(output, _output_shape(layer, x), "float32")]
+
+
+@converter(keras.layers.Rescaling)
+def rescaling(graph, layer, args, kwargs):
+    x = _first(args, kwargs)
+    scale = np.asarray(layer.scale, "float32")
+    offset = np.asarray(layer.offset, "float32")
+    output = graph.op(
+        "Add",
+        [graph.op("Mul", [x.name, graph.constant(scale,
+                                                 f"{layer.name}/scale")],
+                  f"{layer.name}/mul"),
+         graph.constant(offset, f"{layer.name}/offset")],
+        layer.name,
+    )
+    return [Value(output, x.shape, "float32", mask=x.mask)]

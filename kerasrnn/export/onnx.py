@@ -61,7 +61,8 @@ def to_onnx(model, directory, *, output_names=None, verify=True):
 
     A ``kerasrnn.models.Seq2Seq`` or ``LanguageModel`` is exported as an
     encoder (prompt) graph and a one-step decoder graph instead
-    (``kerasrnn.export.generation``).
+    (``kerasrnn.export.generation``); an ``ImageCaptioner`` as an image
+    encoder graph and that decoder step (``kerasrnn.export.captioning``).
 
     Args:
         model: a built Functional or Sequential Keras model. A mixed- or
@@ -88,6 +89,7 @@ def to_onnx(model, directory, *, output_names=None, verify=True):
     from kerasrnn.export import generation
     from kerasrnn.models import LanguageModel
     from kerasrnn.models import Seq2Seq
+    from kerasrnn.models.captioning import ImageCaptioner
 
     if isinstance(model, (Seq2Seq, LanguageModel)):
         if output_names is not None:
@@ -96,6 +98,10 @@ def to_onnx(model, directory, *, output_names=None, verify=True):
                 "models; a generation export names its graphs' tensors "
                 "itself (see kerasrnn.export.generation)."
             )
+        if isinstance(model, ImageCaptioner):
+            from kerasrnn.export.captioning import export_captioner
+
+            return export_captioner(model, directory, verify=verify)
         if isinstance(model, Seq2Seq):
             return generation.export_seq2seq(model, directory, verify=verify)
         return generation.export_language_model(model, directory,

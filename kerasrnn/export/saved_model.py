@@ -126,6 +126,13 @@ def to_saved_model(model, directory, *, output_names=None, verify=True,
         ``parity`` (the largest differences measured).
     """
     require_tensorflow("SavedModel export")
+    from kerasrnn.models.captioning import ImageCaptioner
+
+    if isinstance(model, ImageCaptioner):
+        raise ValueError(
+            "to_saved_model does not export an ImageCaptioner yet: use "
+            "kerasrnn.export.to_onnx and serve it with kerasrnn_serving."
+        )
     if isinstance(model, Seq2Seq):
         _no_output_names(model, output_names)
         static, _ = split_options(

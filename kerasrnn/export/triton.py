@@ -128,6 +128,13 @@ def to_triton(model, repository, *, name=None, max_batch_size=64,
     from kerasrnn.export.onnx import to_onnx
     from kerasrnn.models import LanguageModel
     from kerasrnn.models import Seq2Seq
+    from kerasrnn.models.captioning import ImageCaptioner
+
+    if isinstance(model, ImageCaptioner):
+        raise ValueError(
+            "to_triton does not export an ImageCaptioner yet: use "
+            "kerasrnn.export.to_onnx and serve it with kerasrnn_serving."
+        )
 
     options = _check_options(max_batch_size, max_queue_delay_microseconds,
                              instance_count, kind, backend)

@@ -163,22 +163,7 @@ class Seq2Seq(keras.Model):
         self.target_vocabulary_size = check_int(
             "target_vocabulary_size", target_vocabulary_size
         )
-        for name, value in (("bos_id", bos_id), ("eos_id", eos_id),
-                            ("pad_id", pad_id)):
-            if isinstance(value, bool) or not isinstance(value, int) or not (
-                0 <= value < target_vocabulary_size
-            ):
-                raise ValueError(
-                    f"`{name}` must be a token id in [0, "
-                    f"target_vocabulary_size={target_vocabulary_size}). "
-                    f"Received: {name}={value!r}"
-                )
-        if len({bos_id, eos_id, pad_id}) != 3:
-            raise ValueError(
-                "`bos_id`, `eos_id` and `pad_id` must be three different "
-                f"tokens. Received: bos_id={bos_id}, eos_id={eos_id}, "
-                f"pad_id={pad_id}"
-            )
+        check_special_ids(target_vocabulary_size, bos_id, eos_id, pad_id)
         self.bos_id, self.eos_id, self.pad_id = bos_id, eos_id, pad_id
         self.embedding_dim = check_int("embedding_dim", embedding_dim)
         self.units = check_int("units", units)
@@ -427,26 +412,14 @@ class Seq2Seq(keras.Model):
         BOS (nothing to learn from: its loss would be 0)."""
         if source is None or target is None:
             return
-        source = np.asarray(source)
+        _check_ids(what, "source", np.asarray(source),
+                   self.source_vocabulary_size)
+        self.check_targets(target, what)
+
+    def check_targets(self, target, what="training data"):
+        """The target half of ``check_pairs``."""
         target = np.asarray(target)
-        for name, ids, size in (
-            ("source", source, self.source_vocabulary_size),
-            ("target", target, self.target_vocabulary_size),
-        ):
-            if ids.ndim != 2 or not np.issubdtype(ids.dtype, np.integer):
-                raise ValueError(
-                    f"{what}: the {name} must hold int token ids of shape "
-                    f"(batch, time). Received: shape={ids.shape}, "
-                    f"dtype={ids.dtype}"
-                )
-            bad = (ids < 0) | (ids >= size)
-            if bad.any():
-                row, step = (int(i[0]) for i in np.nonzero(bad))
-                raise ValueError(
-                    f"{what}: {name} row {row}, step {step} holds id "
-                    f"{int(ids[row, step])}, outside [0, {name}_vocabulary_"
-                    f"size={size})."
-                )
+        _check_ids(what, "target", target, self.target_vocabulary_size)
         if target.shape[1] == 0 or target.shape[0] == 0:
             return
         wrong_start = np.flatnonzero(target[:, 0] != self.bos_id)
@@ -611,6 +584,11 @@ class Seq2Seq(keras.Model):
                 )
         return ops.cast(source, "int32")
 
+    def source_spec(self):
+        """The ``tf.TensorSpec`` of the sources ``generate`` traces for:
+        int32 ids ``(B, S)``."""
+        return tf.TensorSpec([None, None], "int32")
+
     def _search(self, source, method, max_length, **options):
         state = self.encode(source)
         start = tf.fill([tf.shape(source)[0]], self.bos_id)
@@ -659,7 +637,7 @@ class Seq2Seq(keras.Model):
                     ids, method, **static, **values
                 ),
                 input_signature=[
-                    tf.TensorSpec([None, None], "int32"),
+                    self.source_spec(),
                     {k: tf.TensorSpec([], v.dtype)
                      for k, v in dynamic.items()},
                 ],
@@ -728,6 +706,27 @@ class Seq2Seq(keras.Model):
         return config
 
 
+def check_special_ids(vocabulary_size, bos_id, eos_id, pad_id):
+    """Raises a ValueError unless BOS, EOS and padding are three different
+    ids of the target vocabulary."""
+    for name, value in (("bos_id", bos_id), ("eos_id", eos_id),
+                        ("pad_id", pad_id)):
+        if isinstance(value, bool) or not isinstance(value, int) or not (
+            0 <= value < vocabulary_size
+        ):
+            raise ValueError(
+                f"`{name}` must be a token id in [0, "
+                f"target_vocabulary_size={vocabulary_size}). "
+                f"Received: {name}={value!r}"
+            )
+    if len({bos_id, eos_id, pad_id}) != 3:
+        raise ValueError(
+            "`bos_id`, `eos_id` and `pad_id` must be three different "
+            f"tokens. Received: bos_id={bos_id}, eos_id={eos_id}, "
+            f"pad_id={pad_id}"
+        )
+
+
 def default_optimizer(learning_rate=1e-3):
     """Adam with PyTorch's epsilon (1e-8; Keras' default is 1e-7) and the
     gradient clipped to a global norm of 1 (``global_clipnorm``: the norm
@@ -775,6 +774,23 @@ def global_sum(value):
     if context is None or context.num_replicas_in_sync == 1:
         return value
     return context.all_reduce(tf.distribute.ReduceOp.SUM, value)
+
+
+def _check_ids(what, name, ids, size):
+    if ids.ndim != 2 or not np.issubdtype(ids.dtype, np.integer):
+        raise ValueError(
+            f"{what}: the {name} must hold int token ids of shape "
+            f"(batch, time). Received: shape={ids.shape}, "
+            f"dtype={ids.dtype}"
+        )
+    bad = (ids < 0) | (ids >= size)
+    if bad.any():
+        row, step = (int(i[0]) for i in np.nonzero(bad))
+        raise ValueError(
+            f"{what}: {name} row {row}, step {step} holds id "
+            f"{int(ids[row, step])}, outside [0, {name}_vocabulary_"
+            f"size={size})."
+        )
 
 
 def _first_pair(x, y):
