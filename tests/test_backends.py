@@ -316,3 +316,22 @@ def test_tensorflow_only_parts_say_so():
     for attempt in (build, search, export):
         with pytest.raises(RuntimeError, match="TensorFlow backend only"):
             attempt()
+
+
+def test_trained_classifier_exports_to_onnx_and_serves(tmp_path):
+    """Trained on this backend, exported to native ONNX recurrent nodes and
+    answered by the TensorFlow-free Predictor like Keras (1e-5)."""
+    from kerasrnn.export import to_onnx
+    from kerasrnn_serving import Predictor
+
+    model = _classifier()
+    _fit(model)
+    manifest = to_onnx(model, tmp_path)
+    assert [(node["op"], node["direction"])
+            for node in manifest["recurrent_nodes"]] == [
+        ("LSTM", "bidirectional"), ("GRU", "forward")]
+    ids, _ = _classification_data()
+    served = Predictor(tmp_path).predict(ids[:16])
+    assert_close(served[manifest["outputs"][0]["name"]],
+                 ops.convert_to_numpy(model(ids[:16])).astype(np.float64),
+                 reference=f"onnxruntime = Keras on {BACKEND}")
