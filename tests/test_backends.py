@@ -335,3 +335,19 @@ def test_trained_classifier_exports_to_onnx_and_serves(tmp_path):
     assert_close(served[manifest["outputs"][0]["name"]],
                  ops.convert_to_numpy(model(ids[:16])).astype(np.float64),
                  reference=f"onnxruntime = Keras on {BACKEND}")
+
+
+def test_use_cudnn_false_keeps_torch_off_its_fused_kernel():
+    """Keras' ``use_cudnn``: on torch, False runs the generic loop (the
+    kernel is cuDNN's on CUDA); elsewhere the loop does not change."""
+    layers = {flag: kerasrnn.LSTM(3, use_cudnn=flag) for flag in
+              ("auto", False)}
+    for layer in layers.values():
+        layer.build((2, 4, 2))
+    paths = {flag: layer.recurrent_layers[0].fast_path()
+             for flag, layer in layers.items()}
+    if BACKEND == "torch":
+        assert paths == {"auto": "torch_kernel", False: "generic"}
+    else:
+        assert paths["auto"] == paths[False] == expected_fast_path(
+            "lstm", {}, False)

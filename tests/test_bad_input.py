@@ -104,7 +104,8 @@ def test_bad_configs():
         kerasrnn.SequencePooling("median")
     with pytest.raises(ValueError, match="bidirectional=True"):
         kerasrnn.Bidirectional(kerasrnn.LSTM(3, num_layers=2))
-    with pytest.raises(ValueError, match="never cuDNN.*use_cudnn=True"):
+    with pytest.raises(ValueError,
+                       match="cannot promise cuDNN.*use_cudnn=True"):
         kerasrnn.GRU(3, use_cudnn=True)
     with pytest.raises(TypeError, match=r"unknown argument\(s\) "
                                         r"\['use_cudnn'\]"):

@@ -53,12 +53,16 @@ class RNN(keras.layers.Layer):
         unroll: unroll the time loop in Python (static, short sequences).
         zero_output_for_mask: output zeros at masked steps instead of the
             previous output (``Bidirectional`` sets it for sequences).
-        fused: use the fast paths when the cell supports them (tanh,
-            sigmoid, relu or linear activations; not with ``unroll``,
-            ``fused_loop.py``): in training, the time loop with a
-            hand-written backward pass; otherwise a forward-only loop that
-            keeps no cache (autodiff still works through it). False forces
-            the generic loop with autodiff; all give the same numbers.
+        fused: use the backend's fast path when the cell supports it
+            (``fast_path`` says which runs, and why not): on TensorFlow,
+            in training, the time loop with a hand-written backward pass
+            (tanh, sigmoid, relu or linear activations; not with
+            ``unroll``, ``fused_loop.py``), otherwise a forward-only loop
+            that keeps no cache (autodiff still works through it); on
+            torch, torch's fused ``lstm``/``gru``/``rnn_*`` kernels
+            (``torch_kernels.py``); on JAX the generic loop is already one
+            compiled ``lax.scan``. False forces the generic loop with
+            autodiff; all give the same numbers.
             ``cell.fused_path_note`` says why a cell runs the generic loop.
 
     Call arguments:

@@ -542,21 +542,28 @@ def _spelled_out(arguments):
 
 class CudnnArgument:
     """Accepts Keras' ``use_cudnn`` so that ``keras.layers.LSTM/GRU``
-    arguments carry over unchanged. kerasrnn never runs cuDNN kernels (its
-    loop is the gate equations, and exports must not contain them), so
-    ``"auto"`` and ``False`` both mean its own loop and ``True`` is refused.
+    arguments carry over unchanged. On TensorFlow and JAX kerasrnn runs its
+    own loops (the gate equations; exports must not contain cuDNN nodes),
+    so ``"auto"`` and ``False`` mean the same. On torch its fast path is
+    torch's fused kernel, which is cuDNN's on CUDA (oneDNN's on a CPU):
+    ``"auto"`` takes it when the configuration allows, ``False`` runs the
+    generic loop instead. ``True`` is refused (kerasrnn cannot promise
+    cuDNN for every configuration).
     """
 
     def __init__(self, units, use_cudnn="auto", **kwargs):
         if not (use_cudnn is False or use_cudnn == "auto"):
             raise ValueError(
-                f"{type(self).__name__} runs its own loop, never cuDNN: "
-                "`use_cudnn` must be 'auto' or False (both mean kerasrnn's "
-                "loop; use keras.layers for cuDNN kernels). Received: "
+                f"{type(self).__name__} cannot promise cuDNN: `use_cudnn` "
+                "must be 'auto' (the backend's fast path where it applies) "
+                "or False (on torch: never its fused kernel). Received: "
                 f"use_cudnn={use_cudnn!r}"
             )
         super().__init__(units, **kwargs)
         self.use_cudnn = use_cudnn
+        if use_cudnn is False and keras.config.backend() == "torch":
+            for layer in self._rnn_layers():
+                layer.fused = False
 
     def get_config(self):
         return {**super().get_config(), "use_cudnn": self.use_cudnn}
