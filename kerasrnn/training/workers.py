@@ -1,0 +1,46 @@
+"""The roles of the workers of a ``tf.distribute`` run.
+
+In a ``MultiWorkerMirroredStrategy`` every worker runs the same program;
+all of them take part in saving (a save may read variables through
+collectives), but only the chief's files are the run's: the others write
+their copies to a private directory below it.
+"""
+
+import os
+
+import tensorflow as tf
+
+
+def _task():
+    """``(task_type, task_id)`` of this worker, ``(None, None)`` outside a
+    multi-worker strategy."""
+    resolver = getattr(
+        tf.distribute.get_strategy(), "cluster_resolver", None
+    )
+    if resolver is None or not resolver.cluster_spec().as_dict():
+        return None, None
+    return resolver.task_type, resolver.task_id
+
+
+def is_chief():
+    """True for the chief (``chief``, or ``worker`` 0 without one) of the
+    current strategy, and for every process outside a multi-worker one."""
+    task_type, task_id = _task()
+    if task_type is None:
+        return True
+    if task_type == "chief":
+        return True
+    resolver = tf.distribute.get_strategy().cluster_resolver
+    has_chief = "chief" in resolver.cluster_spec().as_dict()
+    return task_type == "worker" and task_id == 0 and not has_chief
+
+
+def worker_directory(directory):
+    """Where this worker writes a checkpoint meant for ``directory``:
+    ``directory`` itself on the chief, ``directory/.worker-<type>-<id>``
+    on the others (each restores from its own, so the workers need no
+    shared file system)."""
+    if is_chief():
+        return directory
+    task_type, task_id = _task()
+    return os.path.join(directory, f".worker-{task_type}-{task_id}")
