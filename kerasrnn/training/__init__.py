@@ -9,11 +9,13 @@ builds its ``train`` runs from these pieces.
 
 from kerasrnn.training.backup import AtomicBackupAndRestore
 from kerasrnn.training.files import atomic_write_text
+from kerasrnn.training.workers import MultiWorkerMirroredStrategy
 from kerasrnn.training.workers import is_chief
 from kerasrnn.training.workers import worker_directory
 
 __all__ = [
     "AtomicBackupAndRestore",
+    "MultiWorkerMirroredStrategy",
     "atomic_write_text",
     "is_chief",
     "worker_directory",

@@ -44,3 +44,31 @@ def worker_directory(directory):
         return directory
     task_type, task_id = _task()
     return os.path.join(directory, f".worker-{task_type}-{task_id}")
+
+
+class MultiWorkerMirroredStrategy(tf.distribute.MultiWorkerMirroredStrategy):
+    """``tf.distribute.MultiWorkerMirroredStrategy`` whose ``reduce``
+    accepts what Keras 3's ``fit`` passes it.
+
+    Keras (3.15) calls ``strategy.reduce`` in two ways TensorFlow's
+    multi-worker strategy rejects: on the first batch, an ``(x, y)`` nest,
+    to infer shapes ("Attempt to convert a value (PerReplica...)"), and on
+    every scalar metric with ``axis=0`` ("Invalid reduction dimension 0
+    for input with 0 dimensions"). This ``reduce`` maps over a nest and
+    reduces a scalar across the replicas only (``axis=None``), which is
+    what ``MirroredStrategy`` gives ``fit``; everything else is
+    TensorFlow's. Create it, like TensorFlow's, before any other
+    TensorFlow operation, with ``TF_CONFIG`` set.
+    """
+
+    def reduce(self, reduce_op, value, axis):
+        parent = super()
+
+        def one(item):
+            local = self.experimental_local_results(item)[0]
+            scalar = getattr(local, "shape", None) is not None and (
+                local.shape.rank == 0
+            )
+            return parent.reduce(reduce_op, item, None if scalar else axis)
+
+        return tf.nest.map_structure(one, value)
