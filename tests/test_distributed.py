@@ -5,6 +5,7 @@ MultiWorkerMirroredStrategy workers on loopback train the classifier,
 Seq2Seq and TBPTT language model as one worker does."""
 
 import json
+import os
 import pathlib
 import socket
 import subprocess
@@ -34,7 +35,8 @@ def test_two_replicas_equal_one_device_on_ragged_targets(cell):
                 phase, name)
 
 
-MULTI_WORKER = pathlib.Path(__file__).parent / "scripts" / "multi_worker.py"
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+MULTI_WORKER = ROOT / "tests" / "scripts" / "multi_worker.py"
 
 
 def free_ports(count):
@@ -62,6 +64,7 @@ def test_two_workers_train_as_one_with_the_same_global_batch():
         subprocess.Popen(
             [sys.executable, str(MULTI_WORKER), str(index), ports],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
         )
         for index in (1, 0)
     ]

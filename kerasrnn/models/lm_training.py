@@ -27,6 +27,7 @@ import numpy as np
 import tensorflow as tf
 
 from kerasrnn.models.lm_data import stream_windows
+from kerasrnn.training.backup import seed_variables
 from kerasrnn.training.workers import worker_directory
 from kerasrnn.validation import check_int
 
@@ -234,11 +235,7 @@ class TBPTTTrainer:
                     for state in self._zero_states()
                 ],
             }
-            # The dropout seeds: model variables that are not weights, so
-            # not tracked by tf.train.Checkpoint through the model.
-            weights = {id(w) for w in self.model.weights}
-            seeds = [v.value for v in self.model.variables
-                     if id(v) not in weights]
+            seeds = [v.value for v in seed_variables(self.model)]
             checkpoint = tf.train.Checkpoint(
                 model=self.model, optimizer=self.optimizer, seeds=seeds,
                 **self._progress
@@ -295,7 +292,7 @@ class TBPTTTrainer:
     # --- training ---------------------------------------------------------
 
     def _epoch(self, ids, epoch, verbose, start=0, loss_sum=0.0,
-               states=None, history=None):
+               states=None, history=None, on_window_end=None):
         """Windows ``start..`` of epoch ``epoch``, from ``states`` (None:
         zeros) and the running ``loss_sum`` of the windows before."""
         rate = self._rate(epoch)
@@ -317,6 +314,8 @@ class TBPTTTrainer:
                 states,
             )
             total += float(mean)
+            if on_window_end is not None:
+                on_window_end(epoch, index + 1)
             if verbose and (index % 20 == 0 or index == windows - 1):
                 bar.update(index + 1, [
                     ("perplexity", math.exp(total / (index + 1)))
@@ -350,7 +349,7 @@ class TBPTTTrainer:
         return self._epoch(ids, epoch, verbose)
 
     def fit(self, ids, epochs, validation_ids=None, verbose=1,
-            on_epoch_end=None):
+            on_epoch_end=None, on_window_end=None):
         """Trains epochs ``1..epochs`` on the stream ``ids``, resuming from
         the newest checkpoint of ``checkpoint_dir`` (the epochs and windows
         it records are not run again; nothing, once early stopping ended
@@ -366,6 +365,8 @@ class TBPTTTrainer:
             on_epoch_end: optional ``callable(record)`` after each epoch,
                 before its checkpoint; returning True stops training
                 (early stopping).
+            on_window_end: optional ``callable(epoch, windows done in
+                it)`` after each window.
 
         Returns:
             The history: one ``train_epoch`` dict per epoch (validation
@@ -374,7 +375,7 @@ class TBPTTTrainer:
         epoch, window, loss_sum, states, history, stopped = self.restore()
         while epoch <= epochs and not stopped:
             record = self._epoch(ids, epoch, verbose, window, loss_sum,
-                                 states, history)
+                                 states, history, on_window_end)
             if validation_ids is not None:
                 scored = self.evaluate(validation_ids, batch_size=1,
                                        num_steps=self.num_steps)

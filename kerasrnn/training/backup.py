@@ -10,10 +10,13 @@ one-line file, itself replaced atomically) at it; the previous backup is
 removed after that. A kill at any moment leaves ``LATEST`` naming a
 complete backup, or no backup.
 
-What a backup holds is what Keras' holds: the model's weights (the
-scheduled-sampling probability and the dropout seeds included: they are
-model variables), the optimizer's variables (its step counter, from which
-``ScheduledSampling`` derives its position) and the epoch to resume at.
+A backup holds what Keras' holds: the model's weights (the
+scheduled-sampling probability included), the optimizer's variables (its
+step counter, from which ``ScheduledSampling`` derives its position) and
+the epoch to resume at; and what Keras' loses: the states of the model's
+``keras.random.SeedGenerator`` s (dropout masks, scheduled-sampling
+draws), which ``save_weights`` skips, so that a resumed run draws what the
+uninterrupted run would have drawn.
 """
 
 import json
@@ -21,11 +24,21 @@ import os
 import shutil
 
 import keras
+import numpy as np
 
 from kerasrnn.training.files import atomic_write_text
 from kerasrnn.training.workers import worker_directory
 
 POINTER = "LATEST"
+SEEDS = "seed_states.npz"
+
+
+def seed_variables(model):
+    """The model's variables that are not weights: the states of its
+    ``SeedGenerator`` s, which ``save_weights`` and a
+    ``tf.train.Checkpoint`` of the model leave out."""
+    weights = {id(weight) for weight in model.weights}
+    return [v for v in model.variables if id(v) not in weights]
 
 
 class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
@@ -70,6 +83,16 @@ class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
             latest, "training_metadata.json"
         )
         super()._load_model()
+        seeds = seed_variables(self.model)
+        with np.load(os.path.join(latest, SEEDS)) as saved:
+            if len(saved.files) != len(seeds):
+                raise ValueError(
+                    f"The backup {latest} holds {len(saved.files)} seed "
+                    f"states; the model has {len(seeds)}: it was written by "
+                    "another model."
+                )
+            for index, variable in enumerate(seeds):
+                variable.assign(saved[f"seed_{index}"])
 
     def _save_model(self):
         directory = self._directory
@@ -83,6 +106,10 @@ class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
         self.model.save_weights(
             os.path.join(partial, "latest.weights.h5"), overwrite=True
         )
+        np.savez(os.path.join(partial, SEEDS), **{
+            f"seed_{index}": keras.ops.convert_to_numpy(variable)
+            for index, variable in enumerate(seed_variables(self.model))
+        })
         atomic_write_text(
             os.path.join(partial, "training_metadata.json"),
             json.dumps({"epoch": self._current_epoch,
