@@ -362,9 +362,11 @@ class TBPTTTrainer:
             validation_ids: a stream scored by ``evaluate`` after every
                 epoch (``validation_loss``, ``validation_perplexity``).
             verbose: progress bar.
-            on_epoch_end: optional ``callable(record)`` after each epoch,
+            on_epoch_end: optional ``callable(history)`` after each
+                epoch (the history so far, before a resume included),
                 before its checkpoint; returning True stops training
-                (early stopping).
+                (early stopping: a rule of the history alone holds across
+                resumes).
             on_window_end: optional ``callable(epoch, windows done in
                 it)`` after each window.
 
@@ -382,7 +384,7 @@ class TBPTTTrainer:
                 record["validation_loss"] = scored["loss"]
                 record["validation_perplexity"] = scored["perplexity"]
             history = history + [record]
-            stopped = bool(on_epoch_end and on_epoch_end(record))
+            stopped = bool(on_epoch_end and on_epoch_end(history))
             epoch, window, loss_sum, states = epoch + 1, 0, 0.0, None
             self._save(epoch, 0, 0.0, self._zero_states(), history,
                        stopped)

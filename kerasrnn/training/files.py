@@ -14,6 +14,7 @@ def atomic_write_text(path, text):
         dir=directory, prefix=".tmp-", suffix=os.path.basename(path)
     )
     try:
+        os.chmod(temporary, 0o666 & ~_umask())      # as open() would
         with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
             handle.write(text)
             handle.flush()
@@ -23,3 +24,9 @@ def atomic_write_text(path, text):
         if os.path.exists(temporary):
             os.remove(temporary)
         raise
+
+
+def _umask():
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
