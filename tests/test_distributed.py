@@ -53,7 +53,7 @@ def free_ports(count):
             handle.close()
 
 
-def test_two_workers_train_as_one_with_the_same_global_batch():
+def test_two_workers_train_as_one_with_the_same_global_batch(tmp_path):
     """Two MultiWorkerMirroredStrategy workers on loopback (TF_CONFIG)
     against one worker, global batch 8, two epochs. The classifier's fit
     and the TBPTT trainer (Adam, the global gradient clipped at 0.5, which
@@ -65,7 +65,8 @@ def test_two_workers_train_as_one_with_the_same_global_batch():
     ports = ",".join(map(str, free_ports(2)))
     workers = [
         subprocess.Popen(
-            [sys.executable, str(MULTI_WORKER), str(index), ports],
+            [sys.executable, str(MULTI_WORKER), str(index), ports,
+             str(tmp_path)],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
             env={**os.environ, "PYTHONPATH": str(ROOT)},
         )
@@ -109,3 +110,12 @@ def test_two_workers_train_as_one_with_the_same_global_batch():
     assert single["sampling_probability"] == multi["sampling_probability"]
     assert multi["loss"] == pytest.approx(single["loss"], rel=1e-2)
     assert single["loss"][1] < single["loss"][0]
+    # Each worker keeps its own checkpoints: the chief's in the directory,
+    # worker 1's below it.
+    for name in ("lm-two", "seq2seq-two"):
+        chief = {p.name for p in (tmp_path / name).iterdir()}
+        assert ".worker-worker-1" in chief, (name, chief)
+        assert {"checkpoint", "LATEST"} & chief, (name, chief)
+        worker = {p.name for p in (tmp_path / name / ".worker-worker-1")
+                  .iterdir()}
+        assert {"checkpoint", "LATEST"} & worker, (name, worker)

@@ -241,7 +241,8 @@ class TBPTTTrainer:
                 **self._progress
             )
             self._manager = tf.train.CheckpointManager(
-                checkpoint, worker_directory(self.checkpoint_dir),
+                checkpoint,
+                worker_directory(self.checkpoint_dir, self.strategy),
                 max_to_keep=self.max_to_keep,
             )
         return self._manager
@@ -252,6 +253,7 @@ class TBPTTTrainer:
 
     def _save(self, epoch, window, loss_sum, states, history,
               stopped=False):
+        """Checkpoints the progress (``states``: global numpy arrays)."""
         if self.checkpoint_dir is None:
             return
         manager = self._checkpoint()
@@ -261,7 +263,7 @@ class TBPTTTrainer:
         progress["window"].assign(window)
         progress["loss_sum"].assign(loss_sum)
         progress["history"].assign(json.dumps(history))
-        for variable, value in zip(progress["states"], self._gather(states)):
+        for variable, value in zip(progress["states"], states):
             variable.assign(value)
         manager.save()
 
@@ -323,7 +325,8 @@ class TBPTTTrainer:
             done = index + 1
             if (self.checkpoint_every and done < windows
                     and done % self.checkpoint_every == 0):
-                self._save(epoch, done, total, states, history or [])
+                self._save(epoch, done, total, self._gather(states),
+                           history or [])
         seconds = time.perf_counter() - begin
         tokens = (windows - start) * self.batch_size * self.num_steps
         loss = total / windows

@@ -64,7 +64,10 @@ class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
 
     @property
     def _directory(self):
-        return worker_directory(self.backup_dir)
+        # The model's strategy: callbacks run outside its scope.
+        return worker_directory(
+            self.backup_dir, getattr(self.model, "distribute_strategy", None)
+        )
 
     def latest(self):
         """The directory of the newest complete backup, or None."""

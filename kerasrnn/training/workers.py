@@ -11,38 +11,39 @@ import os
 import tensorflow as tf
 
 
-def _task():
+def _task(strategy):
     """``(task_type, task_id)`` of this worker, ``(None, None)`` outside a
     multi-worker strategy."""
-    resolver = getattr(
-        tf.distribute.get_strategy(), "cluster_resolver", None
-    )
+    resolver = getattr(strategy, "cluster_resolver", None)
     if resolver is None or not resolver.cluster_spec().as_dict():
         return None, None
     return resolver.task_type, resolver.task_id
 
 
-def is_chief():
-    """True for the chief (``chief``, or ``worker`` 0 without one) of the
-    current strategy, and for every process outside a multi-worker one."""
-    task_type, task_id = _task()
+def is_chief(strategy=None):
+    """True for the chief (``chief``, or ``worker`` 0 without one) of
+    ``strategy`` (None: the current one), and for every process outside a
+    multi-worker strategy."""
+    strategy = strategy or tf.distribute.get_strategy()
+    task_type, task_id = _task(strategy)
     if task_type is None:
         return True
     if task_type == "chief":
         return True
-    resolver = tf.distribute.get_strategy().cluster_resolver
+    resolver = strategy.cluster_resolver
     has_chief = "chief" in resolver.cluster_spec().as_dict()
     return task_type == "worker" and task_id == 0 and not has_chief
 
 
-def worker_directory(directory):
-    """Where this worker writes a checkpoint meant for ``directory``:
-    ``directory`` itself on the chief, ``directory/.worker-<type>-<id>``
-    on the others (each restores from its own, so the workers need no
-    shared file system)."""
-    if is_chief():
+def worker_directory(directory, strategy=None):
+    """Where this worker of ``strategy`` (None: the current one) writes a
+    checkpoint meant for ``directory``: ``directory`` itself on the chief,
+    ``directory/.worker-<type>-<id>`` on the others (each restores from
+    its own, so the workers need no shared file system)."""
+    strategy = strategy or tf.distribute.get_strategy()
+    if is_chief(strategy):
         return directory
-    task_type, task_id = _task()
+    task_type, task_id = _task(strategy)
     return os.path.join(directory, f".worker-{task_type}-{task_id}")
 
 

@@ -2,17 +2,19 @@
 loopback, and (worker 0) the same training on one worker, for
 ``tests/test_distributed.py`` and the README's figures.
 
-    python tests/scripts/multi_worker.py INDEX PORT0,PORT1 [EPOCHS]
+    python tests/scripts/multi_worker.py INDEX PORT0,PORT1 DIRECTORY [EPOCHS]
 
 Each worker trains three models with global batch 8, replica r reading
 its half of every global batch: a kerasrnn LSTM classifier (``fit``), a
 ``Seq2Seq`` (``fit`` with its custom ``train_step`` and
 ``ScheduledSampling``) and a ``LanguageModel`` (``TBPTTTrainer``, the
-global gradient clipped). Worker 1 then trains the same models from the
-same weights without a strategy. Each prints one JSON line: ``replicas``
-(2 for worker 0's two-worker run, 1 for worker 1's one-worker run),
-``initial`` weights and ``runs``: per model, the final weights and the
-epoch logs (losses, sampling probabilities).
+global gradient clipped), the Seq2Seq and the LM checkpointing under
+DIRECTORY (``seq2seq-two``, ``lm-two``; each worker its own copy). Worker
+1 then trains the same models from the same weights without a strategy.
+Each prints one JSON line: ``replicas`` (2 for worker 0's two-worker run,
+1 for worker 1's one-worker run), ``initial`` weights and ``runs``: per
+model, the final weights and the epoch logs (losses, sampling
+probabilities).
 """
 
 import json
@@ -22,7 +24,8 @@ import sys
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 INDEX = int(sys.argv[1])
 PORTS = sys.argv[2].split(",")
-EPOCHS = int(sys.argv[3]) if len(sys.argv) > 3 else 2
+DIRECTORY = sys.argv[3]
+EPOCHS = int(sys.argv[4]) if len(sys.argv) > 4 else 2
 os.environ["TF_CONFIG"] = json.dumps({
     "cluster": {"worker": [f"127.0.0.1:{port}" for port in PORTS]},
     "task": {"type": "worker", "index": INDEX},
@@ -42,6 +45,7 @@ from kerasrnn.models import LanguageModel  # noqa: E402
 from kerasrnn.models import ScheduledSampling  # noqa: E402
 from kerasrnn.models import Seq2Seq  # noqa: E402
 from kerasrnn.models.lm_training import TBPTTTrainer  # noqa: E402
+from kerasrnn.training import AtomicBackupAndRestore  # noqa: E402
 
 BATCH, VOCAB, BOS, EOS = 8, 12, 1, 2
 
@@ -99,19 +103,19 @@ def train_fit(strategy, build, weights, data, compile_arguments, callbacks):
     return model.get_weights(), history.history
 
 
-def train_lm(strategy, weights, ids):
+def train_lm(strategy, weights, ids, directory):
     with strategy.scope():
         model = language_model()
         model.build((BATCH, 10))
         model.set_weights(weights)
     trainer = TBPTTTrainer(model, BATCH, 10, learning_rate=0.05,
-                           clipnorm=0.5, optimizer="adam", strategy=strategy)
-    history = [trainer.train_epoch(ids, epoch, verbose=0)
-               for epoch in range(1, EPOCHS + 1)]
+                           clipnorm=0.5, optimizer="adam", strategy=strategy,
+                           checkpoint_dir=directory, checkpoint_every=2)
+    history = trainer.fit(ids, EPOCHS, verbose=0)
     return model.get_weights(), {"loss": [h["loss"] for h in history]}
 
 
-def runs(strategy, initial):
+def runs(strategy, initial, mode):
     ids = np.random.default_rng(2).integers(0, VOCAB, 8 * 41)
     return {
         "classifier": train_fit(
@@ -128,9 +132,13 @@ def runs(strategy, initial):
             # before the all-reduce (see the README).
             lambda: dict(optimizer=keras.optimizers.Adam(1e-2)),
             lambda: [ScheduledSampling("linear", k=1.0, c=0.05,
-                                       epsilon=0.5)],
+                                       epsilon=0.5),
+                     AtomicBackupAndRestore(
+                         os.path.join(DIRECTORY, f"seq2seq-{mode}"),
+                         delete_checkpoint=False)],
         ),
-        "lm": train_lm(strategy, initial["lm"], ids),
+        "lm": train_lm(strategy, initial["lm"], ids,
+                       os.path.join(DIRECTORY, f"lm-{mode}")),
     }
 
 
@@ -141,12 +149,12 @@ def main():
     initial = {"classifier": classifier().get_weights(),
                "seq2seq": seq2seq().get_weights(),
                "lm": lm.get_weights()}
-    multi = runs(STRATEGY, initial)
+    multi = runs(STRATEGY, initial, "two")
     if INDEX == 0:
         report = {"replicas": STRATEGY.num_replicas_in_sync, "runs": multi}
     else:   # the one-worker run, beside worker 0's report
         report = {"replicas": 1, "runs": runs(tf.distribute.get_strategy(),
-                                              initial)}
+                                              initial, "one")}
     report["initial"] = initial
     print(json.dumps(report, default=lambda array: array.tolist()))
 
