@@ -133,6 +133,9 @@ class TBPTTTrainer:
         self._eval_step = tf.function(
             self._eval_step_eager, reduce_retracing=True
         )
+        self._gather_states = tf.function(lambda states: [
+            self.strategy.gather(state, axis=0) for state in states
+        ])
         self.checkpoint_dir = checkpoint_dir
         self.checkpoint_every = checkpoint_every
         self.max_to_keep = max_to_keep
@@ -215,7 +218,7 @@ class TBPTTTrainer:
         """Per-replica states as global ``(B, H)`` numpy arrays."""
         if self.replicas == 1:
             return [np.asarray(s) for s in states]
-        return [np.asarray(self.strategy.gather(s, axis=0)) for s in states]
+        return [np.asarray(s) for s in self._gather_states(states)]
 
     # --- checkpoints ------------------------------------------------------
 

@@ -99,7 +99,7 @@ def train_fit(strategy, build, weights, data, compile_arguments, callbacks):
         model.set_weights(weights)
         model.compile(**compile_arguments())
     history = model.fit(batched(*data), epochs=EPOCHS, verbose=0,
-                        callbacks=callbacks())
+                        shuffle=False, callbacks=callbacks())
     return model.get_weights(), history.history
 
 
