@@ -6,8 +6,8 @@ as a table and a PNG of the curves.
     python benchmarks/multi_worker_curves.py [--epochs 6]
         [--png artifacts/multi_worker.png]
 
-It runs ``tests/scripts/multi_worker.py`` twice at once (worker 0: the
-two-worker run; worker 1: its part of it, then the one-worker run).
+It runs ``tests/scripts/multi_worker.py`` twice at once, workers 0 and 1
+(each then trains some of the models alone, for the one-worker curves).
 """
 
 import argparse
@@ -43,8 +43,9 @@ def main():
         outputs = [worker.communicate()[0] for worker in workers]
     if any(worker.returncode for worker in workers):
         sys.exit("a worker failed")
-    one, two = (json.loads(out.strip().splitlines()[-1])["runs"]
-                for out in outputs)
+    reports = [json.loads(out.strip().splitlines()[-1]) for out in outputs]
+    one = {**reports[0]["one_worker"], **reports[1]["one_worker"]}
+    two = reports[1]["two_workers"]
     panels = {}
     for name in ("classifier", "seq2seq", "lm"):
         single, multi = one[name][1]["loss"], two[name][1]["loss"]

@@ -115,7 +115,8 @@ def bad_inputs(tmp):
     config.write_text('{"units": 8, "colour": "red"}')
     taken = tmp / "taken"
     taken.mkdir()
-    (taken / "run.json").write_text('{"task": "seq2seq"}')
+    (taken / "run.json").write_text(
+        '{"task": "seq2seq", "status": "training"}')
     other = tmp / "other"
     other.mkdir()
     (other / "notes.txt").write_text("mine")
@@ -146,6 +147,9 @@ def bad_inputs(tmp):
         (["train", "lm", "--data", "builtin", "--out", other],
          ["other", "not empty"]),
         (["evaluate", other, "--data", "builtin"], ["other", "run.json"]),
+        (["export", other], ["other", "run.json"]),
+        (["serve", other, "--port", "0"], ["other", "manifest.json"]),
+        (["generate", taken, "hi"], ["taken", "still training"]),
     ]
 
 

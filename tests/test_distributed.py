@@ -79,14 +79,17 @@ def test_two_workers_train_as_one_with_the_same_global_batch(tmp_path):
             worker.kill()
     for worker, (_, stderr) in zip(workers, outputs):
         assert worker.returncode == 0, stderr[-3000:]
-    one, two = (json.loads(stdout.strip().splitlines()[-1])
-                for stdout, _ in outputs)
-    assert (one["replicas"], two["replicas"]) == (1, 2)
+    first, second = (json.loads(stdout.strip().splitlines()[-1])
+                     for stdout, _ in outputs)
+    assert first["replicas"] == second["replicas"] == 2
+    one = {**first["one_worker"], **second["one_worker"]}
     report = {}
     for name in ("classifier", "seq2seq", "lm"):
         (single_weights, single), (multi_weights, multi) = (
-            one["runs"][name], two["runs"][name])
-        initial = one["initial"][name]
+            one[name], second["two_workers"][name])
+        # Both workers end with the same weights.
+        assert first["two_workers"][name][0] == multi_weights, name
+        initial = second["initial"][name]
         report[name] = {
             "one_worker": single, "two_workers": multi,
             "max_weight_difference": max(

@@ -9,12 +9,12 @@ its half of every global batch: a kerasrnn LSTM classifier (``fit``), a
 ``Seq2Seq`` (``fit`` with its custom ``train_step`` and
 ``ScheduledSampling``) and a ``LanguageModel`` (``TBPTTTrainer``, the
 global gradient clipped), the Seq2Seq and the LM checkpointing under
-DIRECTORY (``seq2seq-two``, ``lm-two``; each worker its own copy). Worker
-1 then trains the same models from the same weights without a strategy.
-Each prints one JSON line: ``replicas`` (2 for worker 0's two-worker run,
-1 for worker 1's one-worker run), ``initial`` weights and ``runs``: per
-model, the final weights and the epoch logs (losses, sampling
-probabilities).
+DIRECTORY (``seq2seq-two``, ``lm-two``; each worker its own copy). Then
+the same models train from the same weights without a strategy (worker 0
+the classifier and the LM, worker 1 the Seq2Seq). Each worker prints one
+JSON line: ``replicas`` (2), ``initial`` weights, ``two_workers`` and
+``one_worker``: per model, the final weights and the epoch logs (losses,
+sampling probabilities).
 """
 
 import json
@@ -115,10 +115,11 @@ def train_lm(strategy, weights, ids, directory):
     return model.get_weights(), {"loss": [h["loss"] for h in history]}
 
 
-def runs(strategy, initial, mode):
+def runs(strategy, initial, mode, names=("classifier", "seq2seq", "lm")):
+    """``{name: (final weights, epoch logs)}`` of the models ``names``."""
     ids = np.random.default_rng(2).integers(0, VOCAB, 8 * 41)
-    return {
-        "classifier": train_fit(
+    trainings = {
+        "classifier": lambda: train_fit(
             strategy, classifier, initial["classifier"], classifier_data(),
             lambda: dict(optimizer=keras.optimizers.Adam(1e-2),
                          loss=keras.losses.SparseCategoricalCrossentropy(
@@ -126,7 +127,7 @@ def runs(strategy, initial, mode):
                          metrics=["accuracy"]),
             lambda: [],
         ),
-        "seq2seq": train_fit(
+        "seq2seq": lambda: train_fit(
             strategy, seq2seq, initial["seq2seq"], seq2seq_data(),
             # No global_clipnorm: Keras clips each replica's gradient
             # before the all-reduce (see the README).
@@ -137,9 +138,10 @@ def runs(strategy, initial, mode):
                          os.path.join(DIRECTORY, f"seq2seq-{mode}"),
                          delete_checkpoint=False)],
         ),
-        "lm": train_lm(strategy, initial["lm"], ids,
-                       os.path.join(DIRECTORY, f"lm-{mode}")),
+        "lm": lambda: train_lm(strategy, initial["lm"], ids,
+                               os.path.join(DIRECTORY, f"lm-{mode}")),
     }
+    return {name: trainings[name]() for name in names}
 
 
 def main():
@@ -149,12 +151,12 @@ def main():
     initial = {"classifier": classifier().get_weights(),
                "seq2seq": seq2seq().get_weights(),
                "lm": lm.get_weights()}
-    multi = runs(STRATEGY, initial, "two")
-    if INDEX == 0:
-        report = {"replicas": STRATEGY.num_replicas_in_sync, "runs": multi}
-    else:   # the one-worker run, beside worker 0's report
-        report = {"replicas": 1, "runs": runs(tf.distribute.get_strategy(),
-                                              initial, "one")}
+    report = {"two_workers": runs(STRATEGY, initial, "two")}
+    # The one-worker runs, shared out between the two processes.
+    names = ("classifier", "lm") if INDEX == 0 else ("seq2seq",)
+    report["one_worker"] = runs(tf.distribute.get_strategy(), initial,
+                                "one", names)
+    report["replicas"] = STRATEGY.num_replicas_in_sync
     report["initial"] = initial
     print(json.dumps(report, default=lambda array: array.tolist()))
 
