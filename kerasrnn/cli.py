@@ -283,15 +283,23 @@ def _rows(task, args, limit=None):
 
 
 def _split(name, rows, fraction, seed):
-    """``(train, validation)``: the last ``fraction`` of the lines (lm) or
-    of a seeded shuffle of the rows."""
-    if name != "lm":
-        order = np.random.default_rng(seed).permutation(len(rows))
-        rows = [rows[i] for i in order]
-    count = int(len(rows) * fraction)
-    if fraction and not count and len(rows) > 1:
-        count = 1
-    train, validation = rows[:len(rows) - count], rows[len(rows) - count:]
+    """``(train, validation)``: the last ``fraction`` of the lines (lm), a
+    seeded ``fraction`` of the distinct sources with all their targets
+    (seq2seq: no source is in both, as ``translation.split_by_source``),
+    or of a seeded shuffle of the rows."""
+    rng = np.random.default_rng(seed)
+    if name == "seq2seq" and fraction:
+        from kerasrnn.models import translation
+
+        train, held = translation.split_by_source(rows, fraction, rng)
+        validation = [(s, t) for s, targets in held for t in targets]
+    else:
+        if name != "lm":
+            rows = [rows[i] for i in rng.permutation(len(rows))]
+        count = int(len(rows) * fraction)
+        if fraction and not count and len(rows) > 1:
+            count = 1
+        train, validation = rows[:len(rows) - count], rows[len(rows) - count:]
     if not train:
         raise data_files.DataError("--data: no rows left to train on after "
                                    "the validation split")
@@ -342,9 +350,10 @@ def train_command(args):
     verbose = args.verbose if args.verbose is not None else (
         1 if sys.stdout.isatty() else 2)
     start = time.perf_counter()
-    stopped = task.train(model, train, validation, out, verbose)
+    task.train(model, train, validation, out, verbose)
     seconds = time.perf_counter() - start
     records = tasks.read_log(os.path.join(out, "history.json"))
+    stopped = len(records) < config["epochs"]
     metrics = task.evaluate(model, validation or train)
 
     partial = os.path.join(out, ".partial-" + MODEL)

@@ -103,6 +103,32 @@ def test_tagger_reads_conllu(tmp_path, capsys):
     assert stdout.strip() == "do/AUX n't/PART go/VERB ./PUNCT"
 
 
+def test_seq2seq_reads_tatoeba_columns_and_holds_out_whole_sources(
+        tmp_path, capsys):
+    from kerasrnn.training.data import builtin
+
+    pairs = builtin("seq2seq", 150)
+    tsv = tmp_path / "pairs.tsv"
+    tsv.write_text("".join(f"{source}\t{target}\tCC-BY 2.0 (France)\n"
+                           for source, target in pairs))
+    out = tmp_path / "nmt"
+    status, stdout, stderr = kerasrnn(
+        capsys, "train", "seq2seq", "--data", tsv, "--out", out,
+        "--epochs", 2, "--attention", "none",
+        "--sampling-schedule", "linear", *SMALL)
+    assert status == 0, stderr
+    run = json.loads((out / "run.json").read_text())
+    assert run["examples"]["train"] + run["examples"]["validation"] == 150
+    train, validation = cli._split("seq2seq", pairs, 0.2, seed=0)
+    assert len(train) + len(validation) == 150 and validation
+    assert not {s for s, _ in train} & {s for s, _ in validation}
+    assert {"bleu", "token_accuracy", "perplexity"} <= set(run["metrics"])
+    history = json.loads((out / "history.json").read_text())
+    assert history[1]["sampling_probability"] > 0
+    status, stdout, _ = kerasrnn(capsys, "generate", out, "one two")
+    assert status == 0 and len(stdout.splitlines()) == 1
+
+
 def bad_inputs(tmp):
     """``(argv, words the error must name)`` for each mistake."""
     short = tmp / "short.tsv"

@@ -128,12 +128,13 @@ class Task:
         """A new compiled model."""
         raise NotImplementedError
 
-    def callbacks(self):
+    def callbacks(self, steps):
+        """The task's own callbacks for a run of ``steps`` batches."""
         return []
 
     def train(self, model, rows, validation, out, verbose):
-        """Trains with ``fit`` and the resume/early-stopping callbacks;
-        returns True when early stopping ended the run."""
+        """Trains with ``fit`` and the resume/early-stopping callbacks,
+        logging the epochs to ``out/history.json``."""
         config = self.config
         x, y = self.encode(rows)
         monitor = "val_loss" if validation else "loss"
@@ -145,14 +146,14 @@ class Task:
             x, y, batch_size=config["batch_size"], epochs=config["epochs"],
             validation_data=self.encode(validation) if validation else None,
             verbose=verbose,
-            callbacks=[
+            callbacks=[     # the task's first: they add to the epoch logs
                 AtomicBackupAndRestore(os.path.join(out, "backup"),
                                        delete_checkpoint=False),
-                stopping, EpochLog(os.path.join(out, "history.json")),
-                *self.callbacks(),
+                *self.callbacks(config["epochs"] * -(-len(rows) // config[
+                    "batch_size"])), stopping,
+                EpochLog(os.path.join(out, "history.json")),
             ],
         )
-        return stopping.stopped_epoch > 0
 
     def evaluate(self, model, rows):
         x, y = self.encode(rows)
@@ -334,13 +335,17 @@ class Translation(Task):
         model.compile(optimizer=default_optimizer(config["learning_rate"]))
         return model
 
-    def callbacks(self):
+    def callbacks(self, steps):
+        """Scheduled sampling, down to a teacher-forcing floor of 0.5: the
+        linear schedule reaches it at the run's last batch; the others
+        use ``ScheduledSampling``'s default k (per batch)."""
         from kerasrnn.models import ScheduledSampling
 
         schedule = self.config["sampling_schedule"]
         if schedule == "none":
             return []
-        return [ScheduledSampling(schedule, epsilon=0.5)]
+        slope = {"c": 0.5 / steps} if schedule == "linear" else {}
+        return [ScheduledSampling(schedule, epsilon=0.5, **slope)]
 
     def evaluate(self, model, rows):
         from kerasrnn.models import translation
@@ -432,12 +437,11 @@ class LanguageModelTask(Task):
             losses = [record[monitor] for record in history]
             return len(losses) - 1 - int(np.argmin(losses)) >= patience
 
-        history = trainer.fit(
+        trainer.fit(
             self.encode(rows), config["epochs"],
             validation_ids=self.encode(validation) if validation else None,
             verbose=verbose, on_epoch_end=stop,
         )
-        return len(history) < config["epochs"]
 
     def evaluate(self, model, rows):
         result = self._trainer(model).evaluate(
