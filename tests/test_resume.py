@@ -23,14 +23,18 @@ SCRIPT = ROOT / "tests" / "scripts" / "resumable_training.py"
 TIMEOUT = 120
 
 
-def run(directory, kill_at=None, *flags):
-    """Runs the script; SIGKILLs it once it prints ``kill_at``. Returns
-    its stdout lines and return code."""
-    process = subprocess.Popen(
-        [sys.executable, str(SCRIPT), str(directory), *flags],
+def start(directory):
+    return subprocess.Popen(
+        [sys.executable, str(SCRIPT), str(directory)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         env={**os.environ, "PYTHONPATH": str(ROOT)},
     )
+
+
+def run(directory, kill_at=None, process=None):
+    """Runs the script (or waits for ``process``, running it); SIGKILLs it
+    once it prints ``kill_at``. Returns its stdout lines."""
+    process = process or start(directory)
     timer = threading.Timer(TIMEOUT, process.kill)
     timer.start()
     try:
@@ -62,6 +66,8 @@ def last(lines, kind):
 
 def test_sigkill_mid_epoch_then_resume_matches_an_uninterrupted_run(
         tmp_path):
+    # The reference, beside the runs below.
+    uninterrupted = start("--uninterrupted")
     # 1. Killed in the language model's 2nd epoch (12 windows an epoch,
     # a checkpoint every 4 windows and at each epoch end).
     first = run(tmp_path, "tbptt 2 6")
@@ -81,13 +87,13 @@ def test_sigkill_mid_epoch_then_resume_matches_an_uninterrupted_run(
     fit_killed_at = last(second, "fit")
     assert fit_killed_at[0] == 1 and fit_killed_at[1] >= 2
     # 3. Resumes the Seq2Seq at the start of the epoch it was killed in.
-    third = run(tmp_path, None, "--compare")
+    third = run(tmp_path)
     assert "resumed tbptt 3 0" in third               # the LM is done:
     progress = [line for line in third if line.startswith(("fit", "tbptt"))]
     assert progress[0] == "fit 1 0"                   # nothing retrained
     assert any(line.startswith("resumed fit") for line in third)
     report = json.loads(third[-1])
-    clean = report["uninterrupted"]
+    clean = json.loads(run(None, process=uninterrupted)[-1])
     assert report["lm"]["history"] == pytest.approx(
         clean["lm"]["history"], rel=1e-6)
     assert report["lm"]["perplexity"] == pytest.approx(
@@ -99,7 +105,7 @@ def test_sigkill_mid_epoch_then_resume_matches_an_uninterrupted_run(
             clean["seq2seq"][name][1:], rel=1e-5), name
     print(json.dumps({"lost_windows": lost_windows,
                       "lost_batches": fit_killed_at[1] + 1,
-                      "resumed": report, }))
+                      "resumed": report, "uninterrupted": clean}))
 
 
 def small_classifier():
