@@ -16,6 +16,11 @@ Evaluation carries the state across the whole stream and scores every
 token after the first, so it equals running one token at a time
 (the tutorial's ``batch_size = num_steps = 1`` test protocol) while running
 windows of ``num_steps``: perplexity = exp(mean CE per token).
+
+``TBPTTTrainer`` runs that loop on one device or under a ``tf.distribute``
+strategy (R replicas, each carrying B/R of the streams: the same updates
+as one device), and ``TBPTTTrainer.fit`` checkpoints it so that a killed
+run resumes at its last checkpoint and continues bit for bit.
 """
 
 import json
