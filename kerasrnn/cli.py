@@ -71,16 +71,20 @@ def _setting_flags(command):
     """The ``DEFAULTS`` settings as flags (absent unless given)."""
     for name, default in tasks.DEFAULTS.items():
         flag = "--" + name.replace("_", "-")
+        shown = {"bidirectional": "on for the tagger, else off",
+                 "max_examples": "all"}.get(name, default)
         if name == "bidirectional":
             command.add_argument(flag, action=argparse.BooleanOptionalAction,
-                                 default=argparse.SUPPRESS)
+                                 default=argparse.SUPPRESS,
+                                 help=f"default: {shown}")
             continue
         kind = type(default) if default is not None else int
         choices = tasks.CHOICES.get(name)
         if name == "cell":
             choices = _cell_names()
         command.add_argument(flag, type=kind, choices=choices,
-                             default=argparse.SUPPRESS)
+                             default=argparse.SUPPRESS,
+                             help=f"default: {shown}")
 
 
 def _parser():
