@@ -35,9 +35,15 @@ def teacher_forcing_probability(schedule, i, k, c=0.0, epsilon=0.0):
 
 class ScheduledSampling(keras.callbacks.Callback):
     """Sets ``model.sampling_probability`` to ``1 - ε_i`` before each
-    training batch (``unit="batch"``, i counts batches over all epochs) or
-    epoch (``unit="epoch"``). Its value appears in the epoch logs as
-    ``sampling_probability``.
+    training batch (``unit="batch"``: i is ``model.optimizer.iterations``,
+    the training steps applied so far over all epochs and ``fit`` calls)
+    or epoch (``unit="epoch"``: i is the 0-based epoch ``fit`` reports).
+    Its value appears in the epoch logs as ``sampling_probability``.
+
+    The callback keeps no state of its own: i is read from the state that
+    a restore brings back (the optimizer's step counter, the epoch
+    ``keras.callbacks.BackupAndRestore`` resumes at), so a resumed run
+    continues the schedule where the interrupted one stopped.
 
     Args:
         schedule: ``"linear"``, ``"exponential"`` or ``"inverse_sigmoid"``.
@@ -85,7 +91,6 @@ class ScheduledSampling(keras.callbacks.Callback):
             )
         self.schedule, self.k, self.c = schedule, float(k), float(c)
         self.epsilon, self.unit = float(epsilon), unit
-        self.batches = 0
 
     def probability(self, i):
         """p_i = 1 - ε_i."""
@@ -108,8 +113,8 @@ class ScheduledSampling(keras.callbacks.Callback):
 
     def on_train_batch_begin(self, batch, logs=None):
         if self.unit == "batch":
-            self._set(self.batches)
-            self.batches += 1
+            self._set(int(keras.ops.convert_to_numpy(
+                self.model.optimizer.iterations)))
 
     def on_epoch_end(self, epoch, logs=None):
         if logs is not None:
