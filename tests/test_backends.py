@@ -289,8 +289,8 @@ def test_keras_file_moves_between_backends(source, tmp_path):
 
 
 def test_tensorflow_only_parts_say_so():
-    """Seq2Seq (its train_step and decoder loop), the decoders and the
-    SavedModel export are TensorFlow's for now: elsewhere they refuse with
+    """Seq2Seq (its train_step and decoder loop), the decoders, the
+    TBPTT trainer and the SavedModel export are TensorFlow's for now: elsewhere they refuse with
     an error naming the backend."""
     from kerasrnn import decoding
     from kerasrnn.export import saved_model
@@ -309,11 +309,19 @@ def test_tensorflow_only_parts_say_so():
     def export():
         return saved_model.to_saved_model(_classifier(), "/nonexistent")
 
+    def tbptt():
+        from kerasrnn.models import LanguageModel
+        from kerasrnn.models.lm_training import TBPTTTrainer
+
+        return TBPTTTrainer(LanguageModel(8, embedding_dim=4, units=4),
+                            batch_size=2, num_steps=3)
+
     if BACKEND == "tensorflow":
         build()
         assert search().ids.shape == (2, 1, 3)
+        tbptt()
         return
-    for attempt in (build, search, export):
+    for attempt in (build, search, export, tbptt):
         with pytest.raises(RuntimeError, match="TensorFlow backend only"):
             attempt()
 

@@ -32,6 +32,7 @@ import numpy as np
 import tensorflow as tf
 
 from kerasrnn.models.lm_data import stream_windows
+from kerasrnn.requirements import require_tensorflow
 from kerasrnn.training.backup import seed_variables
 from kerasrnn.training.workers import worker_directory
 from kerasrnn.validation import check_int
@@ -105,6 +106,7 @@ class TBPTTTrainer:
                 f"`optimizer` must be one of {sorted(OPTIMIZERS)}. "
                 f"Received: optimizer={optimizer!r}"
             )
+        require_tensorflow("TBPTTTrainer (a tf.function loop, tf.distribute)")
         self.strategy = strategy or tf.distribute.get_strategy()
         self.replicas = self.strategy.num_replicas_in_sync
         check_int("batch_size", batch_size)
