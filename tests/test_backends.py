@@ -289,9 +289,9 @@ def test_keras_file_moves_between_backends(source, tmp_path):
 
 
 def test_tensorflow_only_parts_say_so():
-    """Seq2Seq (its train_step and decoder loop), the decoders, the
-    TBPTT trainer and the SavedModel export are TensorFlow's for now: elsewhere they refuse with
-    an error naming the backend."""
+    """Seq2Seq (its train_step and decoder loop), the decoders, the TBPTT
+    trainer and the SavedModel export are TensorFlow's for now: elsewhere
+    they refuse with an error naming the backend."""
     from kerasrnn import decoding
     from kerasrnn.export import saved_model
     from kerasrnn.models import Seq2Seq

@@ -363,9 +363,15 @@ class RNN(keras.layers.Layer):
         times the DropConnect ``weight_mask`` when given) read once per
         sequence; a cell that overrides ``recurrent_step`` runs that.
         With a ``probe`` (``time_loop.state_hook``), its perturbation
-        ``ε_k`` is added to the states of step ``k``."""
+        ``ε_k`` is added to the states of step ``k``.
+
+        ``x_t W + b`` runs before the loop as one matmul, except on JAX,
+        where it runs inside the ``lax.scan`` (XLA's CPU loop is about 2×
+        faster on inputs it computes in the step than on a precomputed
+        sequence it slices, ``benchmarks/speed.py --backend jax``)."""
         cell = self.cell
-        projected = cell.project_inputs(sequences)
+        in_loop = keras.config.backend() == "jax" and probe is None
+        projected = sequences if in_loop else cell.project_inputs(sequences)
         recurrent_step = cell.recurrent_step
         if type(cell).recurrent_step is RecurrentCell.recurrent_step:
             parameters = cell.step_parameters(weight_mask)
@@ -387,6 +393,8 @@ class RNN(keras.layers.Layer):
             bounds = np.cumsum([width, *sizes]).tolist()
 
         def step(inputs_t, step_states):
+            if in_loop:
+                inputs_t = cell.project_inputs(inputs_t)
             if bounds is None:
                 return recurrent_step(inputs_t, step_states, recurrent_mask)
             output, new_states = recurrent_step(
