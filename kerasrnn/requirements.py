@@ -5,7 +5,9 @@ on one of the backends kerasrnn runs on, and that backend installed.
 """
 
 import importlib
+import json
 import os
+import sys
 
 INSTALL = (
     'pip install "kerasrnn[cpu]" (or "kerasrnn[gpu]" for CUDA; from a '
@@ -17,10 +19,11 @@ SUPPORTED_BACKENDS = {"tensorflow": "tensorflow", "jax": "jax",
 
 
 def check():
-    """Raises ``ImportError`` naming what is missing and how to fix it."""
-    import keras
+    """Raises ``ImportError`` naming what is missing and how to fix it.
 
-    backend = keras.config.backend()
+    The backend's package is imported before Keras (which would fail on a
+    missing one with a less helpful message)."""
+    backend = configured_backend()
     if backend not in SUPPORTED_BACKENDS:
         raise ImportError(
             f"kerasrnn supports the Keras backends "
@@ -37,9 +40,26 @@ def check():
             raise
         hint = INSTALL if package == "tensorflow" else f"pip install {package}"
         raise ImportError(
-            f"Keras is set to the {backend!r} backend and {package} is not "
-            f"installed. Install it with: {hint}"
+            f"kerasrnn runs on Keras' {backend!r} backend here, and {package} "
+            f"is not installed. Install it with: {hint}"
         ) from error
+
+
+def configured_backend():
+    """The backend Keras uses (or will use once imported): as Keras reads
+    it, ``KERAS_BACKEND``, else ``$KERAS_HOME/keras.json`` (default
+    ``~/.keras``), else TensorFlow."""
+    if "keras" in sys.modules:
+        return sys.modules["keras"].config.backend()
+    if os.environ.get("KERAS_BACKEND"):
+        return os.environ["KERAS_BACKEND"]
+    home = os.environ.get("KERAS_HOME",
+                          os.path.join(os.path.expanduser("~"), ".keras"))
+    try:
+        with open(os.path.join(home, "keras.json")) as config:
+            return json.load(config).get("backend", "tensorflow")
+    except (OSError, ValueError):
+        return "tensorflow"
 
 
 def require_tensorflow(feature):

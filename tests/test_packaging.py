@@ -63,17 +63,27 @@ def test_import_without_tensorflow_names_the_install_command():
         "import sys; sys.modules['tensorflow'] = None; import kerasrnn")
     assert completed.returncode != 0
     last = completed.stderr.strip().splitlines()[-1]
-    assert last.startswith("ImportError: kerasrnn runs on Keras' TensorFlow "
-                           "backend, and TensorFlow is not installed")
+    assert last.startswith("ImportError: kerasrnn runs on Keras' "
+                           "'tensorflow' backend here, and tensorflow is not "
+                           "installed")
     assert 'pip install "kerasrnn[cpu]"' in last
 
 
-def test_import_on_another_backend_is_refused_with_the_backend_named():
-    completed = run_python("import kerasrnn", KERAS_BACKEND="torch")
+def test_import_on_an_unsupported_backend_is_refused_with_the_backend_named():
+    completed = run_python("import kerasrnn", KERAS_BACKEND="numpy")
     assert completed.returncode != 0
     last = completed.stderr.strip().splitlines()[-1]
-    assert "Keras is set to 'torch'" in last
-    assert "Set KERAS_BACKEND=tensorflow" in last
+    assert "Keras is set to 'numpy'" in last
+    assert "('tensorflow', 'jax', 'torch')" in last
+
+
+def test_import_on_torch_needs_no_tensorflow():
+    completed = run_python(
+        "import sys; sys.modules['tensorflow'] = None; import kerasrnn; "
+        "print(kerasrnn.LSTM(2)(__import__('numpy').zeros((1, 3, 2), "
+        "'float32')).shape)", KERAS_BACKEND="torch")
+    assert completed.returncode == 0, completed.stderr[-2000:]
+    assert "[1, 2]" in completed.stdout
 
 
 def test_serving_imports_without_tensorflow():

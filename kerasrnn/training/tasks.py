@@ -100,6 +100,29 @@ def _recurrent(config, return_sequences, bidirectional):
     )
 
 
+def _token_model(config, vocabulary_size, classes, name, per_token,
+                 bidirectional):
+    """Embedding (masked) -> recurrent stack -> dropout -> logits, compiled
+    with Adam (global clip norm 1): one label per text, or per token
+    (``per_token``, padding weighted out of the accuracy)."""
+    model = keras.Sequential([
+        keras.Input((None,), dtype="int32", name="tokens"),
+        keras.layers.Embedding(vocabulary_size, config["embedding_dim"],
+                               mask_zero=True),
+        _recurrent(config, per_token, bidirectional),
+        keras.layers.Dropout(config["dropout"]),
+        keras.layers.Dense(classes, name="logits"),
+    ], name=name)
+    accuracy = {"weighted_metrics" if per_token else "metrics": ["accuracy"]}
+    model.compile(
+        optimizer=keras.optimizers.Adam(config["learning_rate"],
+                                        global_clipnorm=1.0),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        **accuracy,
+    )
+    return model
+
+
 class Task:
     """One task's encoding, model, training and use (see the module
     docstring). ``rows`` are what ``kerasrnn.training.data`` reads."""
@@ -192,23 +215,11 @@ class Classifier(Task):
                 np.array([index[row[1]] for row in rows], "int32"))
 
     def build(self):
-        config = self.config
-        model = keras.Sequential([
-            keras.Input((None,), dtype="int32", name="tokens"),
-            keras.layers.Embedding(len(self.assets["vocabulary"]),
-                                   config["embedding_dim"], mask_zero=True),
-            _recurrent(config, False, bool(config["bidirectional"])),
-            keras.layers.Dropout(config["dropout"]),
-            keras.layers.Dense(len(self.assets["labels"]), name="logits"),
-        ], name="classifier")
-        model.compile(
-            optimizer=keras.optimizers.Adam(config["learning_rate"],
-                                            global_clipnorm=1.0),
-            loss=keras.losses.SparseCategoricalCrossentropy(
-                from_logits=True),
-            metrics=["accuracy"],
+        return _token_model(
+            self.config, len(self.assets["vocabulary"]),
+            len(self.assets["labels"]), "classifier", per_token=False,
+            bidirectional=bool(self.config["bidirectional"]),
         )
-        return model
 
     def generate(self, model, texts, options):
         logits = model.predict(self.encode_texts(texts), verbose=0)
@@ -254,24 +265,11 @@ class Tagger(Task):
         return x, y
 
     def build(self):
-        config = self.config
-        bidirectional = config["bidirectional"] is not False
-        model = keras.Sequential([
-            keras.Input((None,), dtype="int32", name="tokens"),
-            keras.layers.Embedding(len(self.assets["words"]),
-                                   config["embedding_dim"], mask_zero=True),
-            _recurrent(config, True, bidirectional),
-            keras.layers.Dropout(config["dropout"]),
-            keras.layers.Dense(len(self.assets["tags"]), name="logits"),
-        ], name="tagger")
-        model.compile(
-            optimizer=keras.optimizers.Adam(config["learning_rate"],
-                                            global_clipnorm=1.0),
-            loss=keras.losses.SparseCategoricalCrossentropy(
-                from_logits=True),
-            weighted_metrics=["accuracy"],
+        return _token_model(
+            self.config, len(self.assets["words"]), len(self.assets["tags"]),
+            "tagger", per_token=True,
+            bidirectional=self.config["bidirectional"] is not False,
         )
-        return model
 
     def generate(self, model, texts, options):
         sentences = [t.split() for t in texts]
