@@ -34,7 +34,7 @@ from kerasrnn.export.generation import _state_entry
 from kerasrnn.export.generation import _weight
 from kerasrnn.export.generation import _zeros
 from kerasrnn.export.graph import Value
-from kerasrnn.export.onnx import _run_functional
+from kerasrnn.export.functional import run_functional
 
 BOOL = onnx.TensorProto.BOOL
 
@@ -73,7 +73,8 @@ def export_captioner(model, directory, verify=True):
         "grid": list(model.feature_grid), "scale": "1/255",
         "resize": "bilinear, aspect ratio not kept",
     }
-    return generation._write(model, directory, manifest, graphs, verify)
+    return generation._write(model, directory, manifest, graphs, verify,
+                             parity=captioner_parity)
 
 
 def _encoder(model):
@@ -82,7 +83,7 @@ def _encoder(model):
     height, width, channels = model.image_shape
     image = graph.input("image", "float32", ["batch", height, width,
                                              channels])
-    (features,) = _run_functional(
+    (features,) = run_functional(
         g, model.image_encoder, list(model.image_encoder.inputs),
         [Value(image, (None, height, width, channels), "float32",
                input_name="image")],

@@ -69,7 +69,7 @@ from kerasrnn.export.onnx import PARITY_ATOL
 from kerasrnn.export.onnx import PARITY_RTOL
 from kerasrnn.export.onnx import build_onnx
 from kerasrnn.export.onnx import call_model
-from kerasrnn.export.onnx import model_tensors
+from kerasrnn.export.functional import model_tensors
 from kerasrnn.export.onnx import resolve_output_names
 from kerasrnn.export.generation import random_sources
 from kerasrnn.export.onnx import sample_inputs
