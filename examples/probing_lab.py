@@ -47,6 +47,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
+from kerasrnn import conllu  # noqa: E402
 from kerasrnn.diagnostics.probing import LayerStates  # noqa: E402
 from kerasrnn.diagnostics.probing import format_probe_table  # noqa: E402
 from kerasrnn.diagnostics.probing import layer_features  # noqa: E402
@@ -127,27 +128,12 @@ def ptb_word(word):
 def read_conllu(path, limit=None):
     """``[(words, upos tags)]`` of a CoNLL-U file (multi-word ranges and
     empty nodes skipped: one row per syntactic word)."""
-    sentences, words, tags = [], [], []
     with open(path, encoding="utf-8") as handle:
-        for line in handle:
-            line = line.rstrip("\n")
-            if not line:
-                if words:
-                    sentences.append((words, tags))
-                    words, tags = [], []
-                    if limit and len(sentences) == limit:
-                        break
-                continue
-            if line.startswith("#"):
-                continue
-            fields = line.split("\t")
-            if "-" in fields[0] or "." in fields[0]:
-                continue
-            words.append(fields[1])
-            tags.append(fields[3])
-    if words:
-        sentences.append((words, tags))
-    return sentences
+        lines = handle.read().splitlines()
+    tagged = [([fields[1] for _, fields in words],
+               [fields[3] for _, fields in words])
+              for _, words in conllu.sentences(lines, path)]
+    return tagged[:limit] if limit else tagged
 
 
 LEAF = re.compile(r"\(\d ([^()]+)\)")

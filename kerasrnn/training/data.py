@@ -15,6 +15,7 @@ file and line of the first problem, before anything is trained or written.
 import os
 
 import numpy as np
+from kerasrnn import conllu
 
 
 class DataError(ValueError):
@@ -65,33 +66,19 @@ def read_columns(path, columns=(1, 2), limit=None):
 def read_conllu(path, tag_column="upos", limit=None):
     """``[(words, tags), ...]``, one per sentence (at most ``limit``)."""
     index = {"upos": 3, "xpos": 4}[tag_column]
-    sentences, words, tags = [], [], []
-    for number, line in enumerate(_open(path) + [""], 1):
-        if not line.strip():
-            if words:
-                sentences.append((words, tags))
-                words, tags = [], []
-                if limit is not None and len(sentences) == limit:
-                    break
-            continue
-        if line.startswith("#"):
-            continue
-        fields = line.split("\t")
-        if len(fields) != 10:
-            raise DataError(
-                f"{path}:{number}: a CoNLL-U token line has 10 tab-separated "
-                f"columns, found {len(fields)}: {line[:60]!r}"
-            )
-        if "-" in fields[0] or "." in fields[0]:
-            continue
-        if fields[index] == "_":
-            raise DataError(
-                f"{path}:{number}: no {tag_column.upper()} tag ('_') for "
-                f"{fields[1]!r}"
-            )
-        words.append(fields[1])
-        tags.append(fields[index])
-    return _nonempty(sentences, path, "CoNLL-U sentences")
+    tagged = []
+    for _, words in conllu.sentences(_open(path), path, DataError):
+        for number, fields in words:
+            if fields[index] == "_":
+                raise DataError(
+                    f"{path}:{number}: no {tag_column.upper()} tag ('_') for "
+                    f"{fields[1]!r}"
+                )
+        tagged.append(([fields[1] for _, fields in words],
+                       [fields[index] for _, fields in words]))
+        if limit is not None and len(tagged) == limit:
+            break
+    return _nonempty(tagged, path, "CoNLL-U sentences")
 
 
 def read_lines(path, limit=None):

@@ -13,6 +13,7 @@ from kerasrnn.trees.encoding import TreeFormatError
 from kerasrnn.trees.encoding import encode
 from kerasrnn.trees.encoding import from_parents
 from kerasrnn.trees.encoding import parse_bracketed
+from kerasrnn import conllu
 
 
 def _lines(path):
@@ -61,45 +62,26 @@ def read_parents(parents_path, tokens_path=None):
 def read_conllu(path):
     """Dependency trees of a CoNLL-U file (words and HEAD column;
     multi-word ranges ``3-4`` and empty nodes ``5.1`` are skipped)."""
-    trees, ids, tokens, heads = [], [], [], []
-    start = 1
-
-    def finish():
+    trees = []
+    for start, words in conllu.sentences(_lines(path), path,
+                                         TreeFormatError):
         where = f"{path} sentence at line {start}"
+        ids = [fields[0] for _, fields in words]
         if [int(i) for i in ids] != list(range(1, len(ids) + 1)):
             raise TreeFormatError(
                 f"{where}: word IDs {ids[:8]} are not 1, 2, 3, ..."
             )
+        heads = []
+        for number, fields in words:
+            try:
+                heads.append(int(fields[6]))
+            except ValueError:
+                raise TreeFormatError(
+                    f"{path} line {number}: HEAD must be an integer; found "
+                    f"{fields[6]!r}."
+                ) from None
+        tokens = [fields[1] for _, fields in words]
         trees.append(from_parents(heads, tokens, where=where))
-
-    for number, line in enumerate(_lines(path), 1):
-        if not line:
-            if ids:
-                finish()
-            ids, tokens, heads = [], [], []
-            start = number + 1
-            continue
-        if line.startswith("#"):
-            continue
-        fields = line.split("\t")
-        if len(fields) != 10:
-            raise TreeFormatError(
-                f"{path} line {number}: {len(fields)} tab-separated fields; "
-                "CoNLL-U has 10."
-            )
-        if "-" in fields[0] or "." in fields[0]:
-            continue
-        try:
-            heads.append(int(fields[6]))
-        except ValueError:
-            raise TreeFormatError(
-                f"{path} line {number}: HEAD must be an integer; found "
-                f"{fields[6]!r}."
-            ) from None
-        ids.append(fields[0])
-        tokens.append(fields[1])
-    if ids:
-        finish()
     return trees
 
 
