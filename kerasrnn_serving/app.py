@@ -377,7 +377,7 @@ class _State:
 
     async def _infer_admitted(self, request, feeds):
         work = asyncio.ensure_future(self.batcher.submit(feeds))
-        watch = asyncio.ensure_future(_disconnected(request))
+        watch = asyncio.ensure_future(_disconnected(request.receive))
         try:
             done, _ = await asyncio.wait(
                 {work, watch}, timeout=self.limits.request_timeout,
@@ -429,7 +429,7 @@ class _State:
 
         task = asyncio.ensure_future(asyncio.get_running_loop()
                                      .run_in_executor(self.searches, work))
-        watch = asyncio.ensure_future(_disconnected(request))
+        watch = asyncio.ensure_future(_disconnected(request.receive))
         try:
             done, _ = await asyncio.wait(
                 {task, watch}, timeout=self.limits.request_timeout,
@@ -574,7 +574,7 @@ class _EventStream(Response):
         loop = asyncio.get_running_loop()
         await send({"type": "http.response.start", "status": 200,
                     "headers": self.raw_headers})
-        watch = asyncio.ensure_future(_disconnected_raw(receive))
+        watch = asyncio.ensure_future(_disconnected(receive))
         event = self.first
         try:
             while event is not None:
@@ -599,13 +599,9 @@ class _EventStream(Response):
             self.admission.__exit__(None, None, None)
 
 
-async def _disconnected(request):
-    """Returns when the client of ``request`` has gone away."""
-    while not await request.is_disconnected():
-        await asyncio.sleep(0.05)
-
-
-async def _disconnected_raw(receive):
+async def _disconnected(receive):
+    """Returns when the client has gone away: after the body is read, the
+    server's next ASGI message is ``http.disconnect`` (no polling)."""
     while True:
         message = await receive()
         if message["type"] == "http.disconnect":
@@ -806,6 +802,15 @@ class _Guard:
                             f"{len(scope['headers'])} headers and {head} "
                             f"bytes; the limits are {MAX_HEADERS} headers "
                             f"and {HEAD_BYTES} bytes.", "head_too_large")
+        if scope["http_version"] not in ("1.0", "1.1"):
+            raise HTTPError(505, f"HTTP/{scope['http_version']} is not "
+                            "served: speak HTTP/1.1 (or 1.0).",
+                            "http_version_not_supported")
+        hosts = sum(name == b"host" for name, _ in scope["headers"])
+        if hosts > 1 or (hosts == 0 and scope["http_version"] == "1.1"):
+            raise HTTPError(400, "An HTTP/1.1 request needs exactly one "
+                            f"Host header (RFC 9112); this one has {hosts}.",
+                            "bad_request")
         if state.loopback:
             host = headers.get("host", "").lower()
             name = host.rsplit(":", 1)[0] if not host.startswith("[") else (
@@ -879,6 +884,7 @@ def openapi_description(state):
         "415": {"description": "not JSON"},
         "421": {"description": "Host is not the loopback"},
         "431": {"description": "request head too large"},
+        "505": {"description": "HTTP version not supported"},
         "503": {"description": "overloaded or not ready"},
         "504": {"description": "over the request deadline"},
     }

@@ -7,12 +7,12 @@ and each one is followed by a good request that must still be answered.
 Then the real KServe v2 client (``tritonclient.http``), schemathesis on
 ``/openapi.json``, and the Prometheus metrics.
 
-What the HTTP layer answers (h11 through uvicorn): a request head h11
-cannot parse (garbage, HTTP/0.9, a bad Content-Length, a missing Host on
-HTTP/1.1, a head still incomplete past 16 KiB) is a JSON 400 from
-``GuardedH11Protocol.send_400_response`` with the connection closed; an
-over-long header is 400 too, never 431: h11 hints 431 ("Receive buffer
-too long") but uvicorn turns every ``h11.RemoteProtocolError`` into 400.
+What the HTTP layer answers (httptools through uvicorn): a request head
+the parser refuses (garbage, a bad Content-Length, an unknown method) is
+a JSON 400 from ``GuardedHttpToolsProtocol`` with the connection closed,
+the HTTP/2 preface a 505, and a head still arriving past 16 KiB a 431;
+a complete head is checked by the app (431 over 100 headers or 16 KiB,
+400 without exactly one Host on HTTP/1.1, 505 for HTTP/0.9).
 The tests under "bugs found" fail until the server is fixed.
 """
 
@@ -290,7 +290,7 @@ class Case:
     raw: bytes = None       # the whole request, as is
     part: bytes = None      # a head refused before it ends
     kind: str = None
-    head: bool = False      # answered by the HTTP layer (h11), not the app
+    head: bool = False      # answered by the HTTP layer, not the app
     allow: str = None       # the Allow header of a 405
 
     def request(self, server):
@@ -311,6 +311,7 @@ def v2(data, shape, datatype="INT32", name="tokens", **extra):
 
 INFER = "/v2/models/{model}/infer"
 MALFORMED = "malformed request head"
+LIMITS = "the limits are 100 headers and 16384 bytes"
 DEEP = b"[" * 100_000 + b"]" * 100_000
 DIGITS = b"9" * 5000
 
@@ -718,17 +719,20 @@ def header_cases():
             None, "bad_host", method="GET", path="/v1/metadata"),
         Case("header-host-empty-http10", c, 421, "Host '' is refused",
              raw=b"GET /v1/metadata HTTP/1.0\r\n\r\n", kind="bad_host"),
-        head("host-missing-http11",
-             b"GET /health HTTP/1.1\r\nConnection: close\r\n\r\n"),
-        head("host-twice", b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-             b"Host: evil.example\r\n\r\n"),
+        Case("header-host-missing-http11", c, 400, "exactly one Host header",
+             raw=b"GET /health HTTP/1.1\r\nConnection: close\r\n\r\n",
+             kind="bad_request"),
+        Case("header-host-twice", c, 400, "this one has 2",
+             raw=b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+             b"Host: evil.example\r\nConnection: close\r\n\r\n",
+             kind="bad_request"),
         head("header-without-colon", get + b"NoColonHere\r\n\r\n"),
-        # An over-long head sent so that h11 sees it incomplete: 400 (not
-        # 431, see the module doc).
-        head("header-too-long", part=get + b"X-Long: "
-             + b"a" * (HEAD_BYTES + 1024)),
-        head("headers-too-many", part=get + b"".join(
-            b"X-H%d: v\r\n" % i for i in range(2000))),
+        # An over-long head still arriving: 431 from the protocol.
+        Case("header-too-long", c, 431, LIMITS, part=get + b"X-Long: "
+             + b"a" * (HEAD_BYTES + 1024), kind="head_too_large", head=True),
+        Case("headers-too-many", c, 431, LIMITS, part=get + b"".join(
+            b"X-H%d: v\r\n" % i for i in range(2000)),
+            kind="head_too_large", head=True),
     ]
 
 
@@ -753,7 +757,6 @@ def method_route_cases():
         m("get-infer", c, "GET", INFER, "POST"),
         m("delete-health", c, "DELETE", "/health", "GET, HEAD"),
         m("put-metadata", c, "PUT", "/v1/metadata", "GET, HEAD"),
-        m("brew-health", c, "BREW", "/health", "GET, HEAD"),
         m("get-generate", s, "GET", "/v1/generate", "POST"),
         m("put-generate", s, "PUT", "/v1/generate", "POST"),
         m("delete-generate", s, "DELETE", "/v1/generate", "POST"),
@@ -787,7 +790,8 @@ def protocol_cases():
 
     return [
         head("garbage-line", b"GARBAGE\r\n\r\n"),
-        head("http09", b"GET /health\r\n\r\n"),
+        Case("protocol-http09", c, 505, "HTTP/0.9 is not served",
+             raw=b"GET /health\r\n\r\n", kind="http_version_not_supported"),
         head("binary", bytes(range(256)) + b"\r\n\r\n"),
         head("nul-in-target", b"GET /he\x00alth HTTP/1.1\r\n"
              b"Host: 127.0.0.1\r\n\r\n"),
@@ -796,9 +800,12 @@ def protocol_cases():
         head("no-target", b"GET HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"),
         head("tls-hello", b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03"
              + b"\x00" * 64 + b"\r\n\r\n"),
-        # The HTTP/2 preface parses as a request without Host.
-        Case("protocol-http2-preface", c, 421, "Host '' is refused",
-             raw=b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", kind="bad_host"),
+        Case("protocol-http2-preface", c, 505, "not HTTP/2",
+             raw=b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",
+             kind="http_version_not_supported", head=True),
+        Case("protocol-unknown-method", c, 400, "not an HTTP method",
+             raw=b"BREW /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
+             kind="bad_request", head=True),
     ]
 
 
@@ -995,9 +1002,8 @@ def test_a_half_sent_head_is_closed_after_the_header_timeout(servers, good):
 ])
 def test_head_limit_holds_when_the_head_arrives_at_once(servers, what,
                                                          head):
-    """h11's max_incomplete_event_size only bounds a head still incomplete
-    after a read; a head that arrives in one read is checked by the app:
-    431 naming the limits."""
+    """The protocol bounds a head still arriving; a head that arrives in
+    one read is checked by the app: 431 naming the limits."""
     server = servers["classifier"]
     answer = exchange(server, b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n"
                       + head + b"Connection: close\r\n\r\n")
@@ -1137,8 +1143,8 @@ def test_an_unexpected_error_is_json_with_the_request_id(exports):
 
 
 def test_a_malformed_head_answer_carries_a_request_id(servers):
-    """Every answer carries an X-Request-ID, but the 400 of
-    GuardedH11Protocol.send_400_response (server.py) has none."""
+    """Every answer carries an X-Request-ID, the protocol's own refusals
+    (GuardedHttpToolsProtocol, server.py) too."""
     answer = exchange(servers["classifier"], b"GARBAGE\r\n\r\n")
     assert answer.status == 400
     assert answer.headers.get("x-request-id"), answer.headers
