@@ -35,6 +35,7 @@ from kerasrnn_serving.predictor import CPU
 from kerasrnn_serving.predictor import CUDA
 from kerasrnn_serving.predictor import InputError
 from kerasrnn_serving.predictor import check_graph
+from kerasrnn_serving.predictor import session_options
 from kerasrnn_serving.manifest import read as read_manifest
 
 KINDS = ("seq2seq", "language_model", "captioner")
@@ -92,9 +93,7 @@ class Generator:
         if providers is None:
             available = onnxruntime.get_available_providers()
             providers = [CUDA, CPU] if CUDA in available else [CPU]
-        options = onnxruntime.SessionOptions()
-        if threads is not None:
-            options.intra_op_num_threads = threads
+        options = session_options(threads)
         self.sessions = {
             name: onnxruntime.InferenceSession(graph, options,
                                                providers=providers)

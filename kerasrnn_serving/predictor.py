@@ -81,11 +81,9 @@ class Predictor:
         if providers is None:
             available = onnxruntime.get_available_providers()
             providers = [CUDA, CPU] if CUDA in available else [CPU]
-        options = onnxruntime.SessionOptions()
-        if threads is not None:
-            options.intra_op_num_threads = threads
         self.session = onnxruntime.InferenceSession(
-            str(self.directory / model_file), options, providers=providers
+            str(self.directory / model_file), session_options(threads),
+            providers=providers
         )
         # onnxruntime falls back to CPU when CUDA cannot start: ask it.
         self.provider = self.session.get_providers()[0]
@@ -191,6 +189,28 @@ class Predictor:
             f"The model takes {sorted(self.inputs)}: pass `{argument}` as a "
             "dict {name: array}."
         )
+
+
+def session_options(threads=None):
+    """The ``onnxruntime.SessionOptions`` of every session this runtime
+    opens: ``threads`` intra-op threads (None: onnxruntime's pool, one per
+    core), which sleep between runs instead of spin-waiting, and no
+    memory pattern.
+
+    Spin-waiting makes back-to-back runs in a loop a little faster, but
+    in a server it burns the cores the event loop and the clients need:
+    measured with ``benchmarks/serving_load.py`` on 2 cores, the pool's
+    spinning took 0.8 of a core and cut the answers per second by about
+    a fifth. The memory pattern plans one block per input shape on a
+    shape's second run and keeps it; with request shapes that vary it
+    only holds memory (about 66 MB for one largest request here).
+    """
+    options = onnxruntime.SessionOptions()
+    if threads is not None:
+        options.intra_op_num_threads = threads
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    options.enable_mem_pattern = False
+    return options
 
 
 class ManifestError(ValueError):
