@@ -24,7 +24,8 @@ wait) and nothing leaves the loopback. Phases, in one run:
    is not the bottleneck when it can drive /health far faster than the
    server answers predicts and its CPU share is small.
 3. 64 clients x batch 1 and 16 clients x batch 32 on ``/v1/predict`` for
-   ``--seconds`` each (after a warm-up): errors, p50/p99/max latency,
+   ``--seconds`` each (after a warm-up), for each server ``--workers``
+   count of ``--workers`` (default 1 and 2): errors, p50/p99/max latency,
    throughput (rows/s) against the fastest raw onnxruntime figure of the
    same batch size (of the four: 1 thread or the pool, before or after;
    the strictest reference), the mean rows per batched ``session.run`` (the
@@ -236,9 +237,19 @@ class Server:
         return _status_kb(self.pid, "VmHWM") / 1024
 
     def cpu_s(self):
-        with open(f"/proc/{self.pid}/stat") as stat:
-            fields = stat.read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / TICK
+        """CPU seconds of the server and of its worker processes
+        (``--workers``)."""
+        children = subprocess.run(["pgrep", "-P", str(self.pid)],
+                                  capture_output=True, text=True).stdout
+        total = 0.0
+        for pid in [self.pid, *map(int, children.split())]:
+            try:
+                with open(f"/proc/{pid}/stat") as stat:
+                    fields = stat.read().rsplit(")", 1)[1].split()
+            except FileNotFoundError:   # a child that just ended
+                continue
+            total += (int(fields[11]) + int(fields[12])) / TICK
+        return total
 
     def stop(self, timeout=60):
         """SIGTERM, then the exit status (a kill after ``timeout``)."""
@@ -854,56 +865,13 @@ def figure_rows(report):
     lines.append(("client: CPU per /health answer",
                   f"{overhead['client_cpu_per_request_us']:.0f} us", "",
                   ""))
-    phase = report["b1"]
-    lines.append(("client: CPU per predict answer (64 x 1)",
-                  f"{phase['client_cpu_per_request_us']:.0f} us = "
-                  f"{phase['client_cores']:.2f} cores (server "
-                  f"{phase['server_cores']:.2f})", "", ""))
-    for key, batch, target in (("b1", 1, TARGETS["b1_vs_raw"]),
-                               ("b32", 32, TARGETS["b32_vs_raw"])):
-        phase = report[key]
-        best = max(raw[f"b{batch}"][when][threads]["rows_per_s"]
-                   for when in ("before", "after")
-                   for threads in ("1_thread", "default"))
+    for batch in (1, 32):
         for threads in ("1_thread", "default"):
             value = raw[f"b{batch}"]["before"][threads]["rows_per_s"]
             lines.append((f"raw ort b{batch} {threads} rows/s (before)",
                           f"{value:.0f}", "", ""))
-        lines.append((f"server {phase['clients']}x{batch}: errors",
-                      str(phase["errors"]), "0",
-                      verdict(phase["errors"] == 0)))
-        if phase["error_kinds"]:
-            lines.append((f"server {phase['clients']}x{batch}: error kinds",
-                          json.dumps(phase["error_kinds"]), "", ""))
-        lines.append((f"server {phase['clients']}x{batch}: p50 / p99 ms",
-                      f"{phase['p50_ms']:.1f} / {phase['p99_ms']:.1f}",
-                      "p99 <= 50" if batch == 1 else "",
-                      verdict(phase["p99_ms"] <= TARGETS["b1_p99_ms"])
-                      if batch == 1 else ""))
-        lines.append((f"server {phase['clients']}x{batch}: max ms",
-                      f"{phase['max_ms']:.1f}",
-                      "<= 1000" if batch == 1 else "",
-                      verdict(phase["max_ms"] <= TARGETS["b1_max_ms"])
-                      if batch == 1 else ""))
-        ratio = phase["rows_per_s"] / best
-        phase["vs_best_raw"] = ratio
-        lines.append((f"server {phase['clients']}x{batch}: rows/s",
-                      f"{phase['rows_per_s']:.0f} = {ratio:.1%} of raw "
-                      f"{best:.0f}", f">= {target:.0%}",
-                      verdict(ratio >= target)))
-        lines.append((f"server {phase['clients']}x{batch}: rows/run, "
-                      "runs > 1 row",
-                      f"{phase['mean_rows_per_run']:.1f}, "
-                      f"{phase['runs_over_1_row']:.0f} of "
-                      f"{phase['session_runs']:.0f}", "", ""))
-        lines.append((f"server {phase['clients']}x{batch}: CPU cores "
-                      "client / server",
-                      f"{phase['client_cores']:.2f} / "
-                      f"{phase['server_cores']:.2f}", "", ""))
-        lines.append((f"server {phase['clients']}x{batch}: answers checked,"
-                      " wrong", f"{phase['checked_answers']}, "
-                      f"{phase['wrong_answers']}", "0 wrong",
-                      verdict(phase["wrong_answers"] == 0)))
+    for workers, phases in report["workers"].items():
+        lines += load_rows(workers, phases, raw)
     rss = report["rss"]
     lines.append((f"RSS {rss['requests']} x ({rss['rows']} x "
                   f"{rss['length']}) first -> last MB",
@@ -974,6 +942,56 @@ def figure_rows(report):
     return lines
 
 
+def load_rows(workers, phases, raw):
+    """The table lines of the load phases of one ``--workers`` count."""
+    lines = []
+    name = f"--workers {workers}"
+    phase = phases["b1"]
+    lines.append((f"{name}: client CPU per predict answer (64 x 1)",
+                  f"{phase['client_cpu_per_request_us']:.0f} us = "
+                  f"{phase['client_cores']:.2f} cores (server "
+                  f"{phase['server_cores']:.2f})", "", ""))
+    for key, batch, target in (("b1", 1, TARGETS["b1_vs_raw"]),
+                               ("b32", 32, TARGETS["b32_vs_raw"])):
+        phase = phases[key]
+        best = max(raw[f"b{batch}"][when][threads]["rows_per_s"]
+                   for when in ("before", "after")
+                   for threads in ("1_thread", "default"))
+        label = f"{name} {phase['clients']}x{batch}"
+        lines.append((f"{label}: errors", str(phase["errors"]), "0",
+                      verdict(phase["errors"] == 0)))
+        if phase["error_kinds"]:
+            lines.append((f"{label}: error kinds",
+                          json.dumps(phase["error_kinds"]), "", ""))
+        lines.append((f"{label}: p50 / p99 ms",
+                      f"{phase['p50_ms']:.1f} / {phase['p99_ms']:.1f}",
+                      "p99 <= 50" if batch == 1 else "",
+                      verdict(phase["p99_ms"] <= TARGETS["b1_p99_ms"])
+                      if batch == 1 else ""))
+        lines.append((f"{label}: max ms", f"{phase['max_ms']:.1f}",
+                      "<= 1000" if batch == 1 else "",
+                      verdict(phase["max_ms"] <= TARGETS["b1_max_ms"])
+                      if batch == 1 else ""))
+        ratio = phase["rows_per_s"] / best
+        phase["vs_best_raw"] = ratio
+        lines.append((f"{label}: rows/s",
+                      f"{phase['rows_per_s']:.0f} = {ratio:.1%} of raw "
+                      f"{best:.0f}", f">= {target:.0%}",
+                      verdict(ratio >= target)))
+        lines.append((f"{label}: rows/run, runs > 1 row",
+                      f"{phase['mean_rows_per_run']:.1f}, "
+                      f"{phase['runs_over_1_row']:.0f} of "
+                      f"{phase['session_runs']:.0f}", "", ""))
+        lines.append((f"{label}: CPU cores client / server",
+                      f"{phase['client_cores']:.2f} / "
+                      f"{phase['server_cores']:.2f}", "", ""))
+        lines.append((f"{label}: answers checked, wrong",
+                      f"{phase['checked_answers']}, "
+                      f"{phase['wrong_answers']}", "0 wrong",
+                      verdict(phase["wrong_answers"] == 0)))
+    return lines
+
+
 def largest_bucket(histogram):
     """The smallest ``le`` bucket of a cumulative histogram holding every
     observation."""
@@ -1000,22 +1018,28 @@ async def run(args, classifier, seq2seq):
                                                     args.raw_seconds)
     report["raw"]["b32"]["before"] = raw_onnxruntime(classifier, data, 32,
                                                      args.raw_seconds)
-    with Server(classifier) as server:
-        report["server_rss_idle_mb"] = server.rss_mb()
-        print(f"{time.strftime('%X')} client overhead (/health)", flush=True)
-        report["client_overhead"] = await health_phase(
-            server, args.clients, min(5.0, args.seconds))
-        warmup = min(2.0, args.seconds / 4)
-        print(f"{time.strftime('%X')} {args.clients} x batch 1, "
-              f"{args.seconds:g} s", flush=True)
-        report["b1"] = await predict_phase(
-            server, data, 1, args.clients, args.seconds, warmup, reference)
-        print(f"{time.strftime('%X')} 16 x batch 32, {args.seconds:g} s",
-              flush=True)
-        report["b32"] = await predict_phase(
-            server, data, 32, 16, args.seconds, warmup, reference,
-            check_every=10)
-        report["server_rss_after_load_mb"] = server.rss_mb()
+    report["workers"] = {}
+    for workers in args.workers:
+        with Server(classifier, "--workers", workers) as server:
+            if workers == args.workers[0]:
+                report["server_rss_idle_mb"] = server.rss_mb()
+                print(f"{time.strftime('%X')} client overhead (/health)",
+                      flush=True)
+                report["client_overhead"] = await health_phase(
+                    server, args.clients, min(5.0, args.seconds))
+            warmup = min(2.0, args.seconds / 4)
+            phases = report["workers"][workers] = {}
+            print(f"{time.strftime('%X')} --workers {workers}: "
+                  f"{args.clients} x batch 1, {args.seconds:g} s",
+                  flush=True)
+            phases["b1"] = await predict_phase(
+                server, data, 1, args.clients, args.seconds, warmup,
+                reference)
+            print(f"{time.strftime('%X')} --workers {workers}: 16 x batch "
+                  f"32, {args.seconds:g} s", flush=True)
+            phases["b32"] = await predict_phase(
+                server, data, 32, 16, args.seconds, warmup, reference,
+                check_every=10)
     report["raw"]["b1"]["after"] = raw_onnxruntime(classifier, data, 1,
                                                    args.raw_seconds)
     report["raw"]["b32"]["after"] = raw_onnxruntime(classifier, data, 32,
@@ -1044,6 +1068,10 @@ def main():
     parser.add_argument("--seconds", type=float, default=None,
                         help="each predict load phase (default 60; quick 5)")
     parser.add_argument("--clients", type=int, default=64)
+    parser.add_argument("--workers", default="1,2",
+                        type=lambda text: [int(n) for n in text.split(",")],
+                        help="the load phases' server --workers counts, "
+                        "in one run (default 1,2)")
     parser.add_argument("--raw-seconds", type=float, default=None,
                         help="each raw onnxruntime timing (default 5; "
                         "quick 1)")

@@ -17,6 +17,7 @@ hypotheses with their scores (``--json``: the answer as JSON).
 
 import argparse
 import dataclasses
+import functools
 import json
 import logging
 import os
@@ -26,10 +27,9 @@ import sys
 import numpy as np
 
 from kerasrnn_serving.app import Limits
-from kerasrnn_serving.generator import Generator
 from kerasrnn_serving.predictor import InputError
-from kerasrnn_serving.predictor import Predictor
 from kerasrnn_serving.manifest import read as read_manifest
+from kerasrnn_serving.server import open_export
 from kerasrnn_serving.server import serve
 
 # --flag -> search option.
@@ -78,13 +78,13 @@ def main(argv=None):
     args = parser.parse_args(argv)
     try:
         kind = read_manifest(args.directory).get("kind", "classifier")
-        if kind == "classifier":
-            predictor = Predictor(args.directory,
-                                  batch_size=args.batch_size,
-                                  quantized=args.quantized,
-                                  threads=args.threads)
-        else:
-            predictor = Generator(args.directory, threads=args.threads or 1)
+        if args.command == "serve" and args.workers < 1:
+            raise ValueError("--workers must be 1 or more. Received: "
+                             f"{args.workers}")
+        open_model = functools.partial(
+            open_export, args.directory, kind, args.batch_size,
+            args.quantized, args.threads)
+        predictor = open_model()
     except (OSError, ValueError) as error:
         # One line: which file, and what is wrong with it.
         print(f"error: {error}", file=sys.stderr)
@@ -120,6 +120,9 @@ def main(argv=None):
         if args.output:
             np.savez(args.output, **outputs)
             print(f"wrote {args.output}")
+    elif args.workers > 1:
+        del predictor   # the start-up checks passed; each worker opens its own
+        return _serve(open_model, args)
     else:
         return _serve(predictor, args)
     return 0
@@ -149,6 +152,9 @@ def _serve_arguments(command):
                          "batch with")
     command.add_argument("--access-log", action="store_true",
                          help="one JSON line per request on stderr")
+    command.add_argument("--workers", type=int, default=1,
+                         help="server processes on the port, each with its "
+                         "own sessions and event loop (about a core each)")
 
 
 def _serve(predictor, args):
@@ -162,6 +168,7 @@ def _serve(predictor, args):
         keep_alive=args.keep_alive, header_timeout=args.header_timeout,
         max_batch_rows=args.max_batch_rows,
         max_delay=args.max_delay_ms / 1e3, access_log=args.access_log,
+        workers=args.workers,
     )
 
 

@@ -36,12 +36,14 @@ import dataclasses
 import hmac
 import json
 import logging
+import os
 import re
 import time
 import uuid
 
 import numpy as np
 import prometheus_client
+from prometheus_client import multiprocess
 from starlette.applications import Starlette
 from starlette.requests import ClientDisconnect
 from starlette.responses import JSONResponse
@@ -144,10 +146,13 @@ def make_app(model, limits=None, api_key=None, loopback=True,
 
 
 class _Metrics:
-    """The Prometheus metrics of one app (its own registry)."""
+    """The Prometheus metrics of one app (its own registry), or, under
+    ``kerasrnn_serving.workers`` (``$PROMETHEUS_MULTIPROC_DIR`` set),
+    this worker's share of the metrics of all workers."""
 
     def __init__(self):
         self.registry = prometheus_client.CollectorRegistry()
+        self.shared = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
         self.requests = prometheus_client.Counter(
             "kerasrnn_requests", "Requests answered", ["route", "status"],
             registry=self.registry)
@@ -162,16 +167,24 @@ class _Metrics:
             buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256))
         self.queue_depth = prometheus_client.Gauge(
             "kerasrnn_queue_depth", "Requests waiting for a batch",
-            registry=self.registry)
+            registry=self.registry, multiprocess_mode="livesum")
         self.in_flight = prometheus_client.Gauge(
             "kerasrnn_in_flight", "Requests being answered",
-            registry=self.registry)
+            registry=self.registry, multiprocess_mode="livesum")
         self.errors = prometheus_client.Counter(
             "kerasrnn_errors", "Errors by kind", ["kind"],
             registry=self.registry)
         self.cancelled = prometheus_client.Counter(
             "kerasrnn_cancelled", "Requests whose client went away",
             registry=self.registry)
+
+    def exposition(self):
+        """The Prometheus text of this app, or of every worker."""
+        registry = self.registry
+        if self.shared:
+            registry = prometheus_client.CollectorRegistry()
+            multiprocess.MultiProcessCollector(registry, self.shared)
+        return prometheus_client.generate_latest(registry)
 
 
 class _State:
@@ -262,9 +275,8 @@ class _State:
                              "provider": self.model.provider})
 
     async def metrics_route(self, request):
-        return Response(prometheus_client.generate_latest(
-            self.metrics.registry),
-            media_type=prometheus_client.CONTENT_TYPE_LATEST)
+        return Response(self.metrics.exposition(),
+                        media_type=prometheus_client.CONTENT_TYPE_LATEST)
 
     async def openapi(self, request):
         return JSONResponse(openapi_description(self))

@@ -41,6 +41,8 @@ from kerasrnn_serving.app import HEAD_BYTES
 from kerasrnn_serving.app import MAX_HEADERS
 from kerasrnn_serving.app import Limits
 from kerasrnn_serving.app import make_app
+from kerasrnn_serving.generator import Generator
+from kerasrnn_serving.predictor import Predictor
 
 HEADER_TIMEOUT = 10.0
 
@@ -157,6 +159,17 @@ def _parser_refusal(error):
             f"{HEAD_BYTES} bytes)", "bad_request")
 
 
+def open_export(directory, kind, batch_size=256, quantized=False,
+                threads=None):
+    """The ``Predictor`` (``kind`` "classifier") or ``Generator`` (the
+    generation kinds) of an export directory: picklable with
+    ``functools.partial``, so each worker process opens its own."""
+    if kind == "classifier":
+        return Predictor(directory, batch_size=batch_size,
+                         quantized=quantized, threads=threads)
+    return Generator(directory, threads=threads or 1)
+
+
 def is_loopback(host):
     try:
         return ipaddress.ip_address(host).is_loopback
@@ -166,9 +179,11 @@ def is_loopback(host):
 
 def config(model, host="127.0.0.1", port=0, limits=None, api_key=None,
            max_connections=1024, keep_alive=5, header_timeout=None,
-           max_batch_rows=64, max_delay=0.002, access_log=False):
+           max_batch_rows=64, max_delay=0.002, access_log=False,
+           reuse_port=False):
     """The uvicorn ``Config`` and the bound socket for ``model`` (``port``
-    0: any free port, read it from the socket)."""
+    0: any free port, read it from the socket; ``reuse_port``: several
+    processes share the port, ``kerasrnn_serving.workers``)."""
     limits = limits or Limits()
     loopback = is_loopback(host)
     if not loopback:
@@ -184,6 +199,8 @@ def config(model, host="127.0.0.1", port=0, limits=None, api_key=None,
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if reuse_port:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     sock.bind((host, port))
     settings = uvicorn.Config(
         app, http=protocol, lifespan="on", server_header=False,
@@ -197,13 +214,15 @@ def config(model, host="127.0.0.1", port=0, limits=None, api_key=None,
     return settings, sock
 
 
-class _Server(uvicorn.Server):
+class Server(uvicorn.Server):
     """uvicorn's server that says where it serves once it does (the
-    model warmed up, the socket accepting), and exits 0 after a graceful
-    shutdown on SIGTERM or SIGINT (uvicorn re-raises the signal, so the
-    process would end "killed by SIGTERM")."""
+    model warmed up, the socket accepting: ``banner`` printed,
+    ``on_started()`` called), and exits 0 after a graceful shutdown on
+    SIGTERM or SIGINT (uvicorn re-raises the signal, so the process would
+    end "killed by SIGTERM")."""
 
     banner = None
+    on_started = None
 
     @contextlib.contextmanager
     def capture_signals(self):
@@ -220,16 +239,33 @@ class _Server(uvicorn.Server):
 
     async def startup(self, sockets=None):
         await super().startup(sockets=sockets)
-        if self.banner and self.started:
-            print(self.banner, flush=True)
+        if self.started:
+            if self.banner:
+                print(self.banner, flush=True)
+            if self.on_started is not None:
+                self.on_started()
 
 
-def serve(model, host="127.0.0.1", port=8000, banner=True, **options):
+def serve(model, host="127.0.0.1", port=8000, banner=True, workers=1,
+          **options):
     """Serves ``model`` until SIGTERM or Ctrl-C (graceful: the requests
     accepted are answered first, then exit 0); prints ``serving on
-    http://HOST:PORT`` once it answers requests."""
+    http://HOST:PORT`` once it answers requests.
+
+    ``model``: a ``Predictor`` or ``Generator``, or a picklable function
+    that opens one. ``workers`` > 1 needs the function: each worker
+    process opens its own (``kerasrnn_serving.workers``)."""
+    if workers > 1:
+        if not callable(model):
+            raise TypeError("workers > 1 needs a picklable function that "
+                            "opens the model (each worker opens its own).")
+        from kerasrnn_serving.workers import serve_workers
+
+        return serve_workers(model, workers, host, port, banner, **options)
+    if callable(model):
+        model = model()
     settings, sock = config(model, host, port, **options)
-    server = _Server(settings)
+    server = Server(settings)
     address = sock.getsockname()
     if banner:
         shown = f"[{address[0]}]" if ":" in address[0] else address[0]
