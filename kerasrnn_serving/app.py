@@ -388,7 +388,7 @@ class _State:
             return await self._infer_admitted(request, feeds)
 
     async def _infer_admitted(self, request, feeds):
-        work = asyncio.ensure_future(self.batcher.submit(feeds))
+        work = self.batcher.submit(feeds)
         watch = asyncio.ensure_future(_disconnected(request.receive))
         try:
             done, _ = await asyncio.wait(
@@ -798,12 +798,13 @@ class _Guard:
             seconds = time.perf_counter() - started
             state.metrics.requests.labels(route, str(status[0])).inc()
             state.metrics.latency.labels(route).observe(seconds)
-            ACCESS_LOG.info(json.dumps({
-                "request_id": request_id, "method": scope["method"],
-                "path": path[:ECHO], "status": status[0],
-                "ms": round(seconds * 1e3, 2), "bytes": sent[0],
-                "client": (scope.get("client") or ["?"])[0],
-            }))
+            if ACCESS_LOG.isEnabledFor(logging.INFO):
+                ACCESS_LOG.info(json.dumps({
+                    "request_id": request_id, "method": scope["method"],
+                    "path": path[:ECHO], "status": status[0],
+                    "ms": round(seconds * 1e3, 2), "bytes": sent[0],
+                    "client": (scope.get("client") or ["?"])[0],
+                }))
 
     def _check(self, scope, headers, path):
         state = self.state

@@ -68,27 +68,34 @@ class Batcher:
                 pass
         self.executor.shutdown(wait=True)
 
-    async def submit(self, feeds):
-        """The outputs of ``feeds`` (one request), run with others."""
+    def submit(self, feeds):
+        """A future of the outputs of ``feeds`` (one request), run with
+        others; cancelling it drops the request if it has not run yet."""
         future = asyncio.get_running_loop().create_future()
-        rows = _rows(feeds, self.batch_axes)
-        await self._queue.put((feeds, rows, future))
-        return await future
+        self._queue.put_nowait((feeds, _rows(feeds, self.batch_axes),
+                                future))
+        return future
 
     async def _serve(self):
         loop = asyncio.get_running_loop()
         while True:
             jobs = [await self._queue.get()]
             deadline = loop.time() + self.max_delay
-            while sum(job[1] for job in jobs) < self.max_rows:
-                timeout = deadline - loop.time()
-                if timeout <= 0:
-                    break
-                try:
-                    jobs.append(await asyncio.wait_for(self._queue.get(),
-                                                       timeout))
-                except asyncio.TimeoutError:
-                    break
+            rows = jobs[0][1]
+            while rows < self.max_rows:
+                if self._queue.empty():   # wait for more, up to the delay
+                    timeout = deadline - loop.time()
+                    if timeout <= 0:
+                        break
+                    try:
+                        job = await asyncio.wait_for(self._queue.get(),
+                                                     timeout)
+                    except asyncio.TimeoutError:
+                        break
+                else:
+                    job = self._queue.get_nowait()
+                jobs.append(job)
+                rows += job[1]
             for group in _groups(jobs, self.max_rows, self.batch_axes):
                 group = [job for job in group if not job[2].done()]
                 if group:

@@ -59,13 +59,15 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
     * a bound on a head still arriving: more than ``HEAD_BYTES`` bytes
       without its end is answered 431 and closed (httptools would buffer
       a header without end; a complete head is checked by the app);
-    * JSON answers, with a request id, for requests the parser refuses.
+    * JSON answers, with a request id, for requests the parser refuses;
+    * an answer's head and body in one ``send`` (``_CorkedTransport``).
     """
 
     header_timeout = HEADER_TIMEOUT
 
     def connection_made(self, transport):
         super().connection_made(transport)
+        self.transport = _CorkedTransport(transport, self.loop)
         self._heads = 0            # complete request heads so far
         self._in_head = False      # a head has begun and not ended
         self._head_bytes = 0       # bytes read while in that head
@@ -142,6 +144,37 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         if self._head_deadline is not None:
             self._head_deadline.cancel()
         super().connection_lost(exc)
+
+
+class _CorkedTransport:
+    """A connection's transport whose writes of one event-loop turn go out
+    together: uvicorn writes an answer's head and its body separately, two
+    ``send`` calls (and two wake-ups of the client) where one will do.
+    Closing sends what is pending first; everything else is the
+    transport's."""
+
+    def __init__(self, transport, loop):
+        self._transport, self._loop = transport, loop
+        self._pending = []
+
+    def write(self, data):
+        if not self._pending:
+            self._loop.call_soon(self._flush)
+        self._pending.append(data)
+
+    def _flush(self):
+        if self._pending:
+            data = b"".join(self._pending)
+            self._pending.clear()
+            if not self._transport.is_closing():
+                self._transport.write(data)
+
+    def close(self):
+        self._flush()
+        self._transport.close()
+
+    def __getattr__(self, name):
+        return getattr(self._transport, name)
 
 
 def _parser_refusal(error):
