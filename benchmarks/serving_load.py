@@ -18,7 +18,9 @@ wait) and nothing leaves the loopback. Phases, in one run:
    measured before the server starts and again after the load phases
    (the drift shows how steady the machine was).
 2. The client's own cost: the same client against ``GET /health`` (a
-   trivial route), 64 connections: answers/s and client CPU per answer.
+   trivial route), 64 connections: answers/s, and the client's and the
+   server's CPU per answer (the server's is the floor of its stack:
+   HTTP, routing, the guard, the metrics).
    During every load phase the client's and the server's CPU are read
    (``time.process_time`` here, ``/proc/PID/stat`` there): the client
    is not the bottleneck when it can drive /health far faster than the
@@ -574,9 +576,14 @@ async def predict_phase(server, data, batch, clients, seconds, warmup,
 
 async def health_phase(server, clients, seconds):
     requests = [get(server.host, server.port, "/health")]
+    cpu = {}
     tally, window, client_cpu = await run_load(
-        server.host, server.port, requests, clients, seconds, 0.5)
+        server.host, server.port, requests, clients, seconds, 0.5,
+        on_start=lambda: cpu.setdefault("start", server.cpu_s()))
+    server_cpu = server.cpu_s() - cpu["start"]
     return {"clients": clients, "seconds": window,
+            "server_cpu_per_request_us": server_cpu
+            / max(tally.completed, 1) * 1e6,
             "requests_per_s": tally.completed / window,
             "errors": sum(tally.errors.values()),
             "error_kinds": tally.errors,
@@ -862,8 +869,9 @@ def figure_rows(report):
     overhead = report["client_overhead"]
     lines.append(("client: /health answers/s, 64 conns",
                   f"{overhead['requests_per_s']:.0f}", "", ""))
-    lines.append(("client: CPU per /health answer",
-                  f"{overhead['client_cpu_per_request_us']:.0f} us", "",
+    lines.append(("CPU per /health answer: client / server",
+                  f"{overhead['client_cpu_per_request_us']:.0f} / "
+                  f"{overhead['server_cpu_per_request_us']:.0f} us", "",
                   ""))
     for batch in (1, 32):
         for threads in ("1_thread", "default"):
