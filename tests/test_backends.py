@@ -359,3 +359,41 @@ def test_use_cudnn_false_keeps_torch_off_its_fused_kernel():
     else:
         assert paths["auto"] == paths[False] == expected_fast_path(
             "lstm", {}, False)
+
+
+@pytest.mark.skipif(BACKEND != "torch", reason="torch's kernel parameters")
+def test_torch_kernel_parameters_follow_every_weight_change():
+    """Under torch.no_grad the fused kernel's reordered weights are kept
+    between calls; assign, set_weights and an optimizer step must each be
+    seen (outputs against the NumPy equations after every change)."""
+    import torch
+
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((2, 6, 3)).astype("float32")
+    layer = kerasrnn.GRU(4, return_sequences=True)
+    layer(x)
+    cell = layer.recurrent_layers[0].cell
+
+    def expected():
+        twin = reference_cell(cell, "gru", {"reset_after": True})
+        return ref.run(twin, x.astype(np.float64))[0]
+
+    def check(what):
+        with torch.no_grad():
+            got = layer(x)
+            again = layer(x)
+        assert_close(got, expected(), reference=f"after {what}")
+        assert_close(again, expected(), reference=f"after {what}, again")
+
+    check("building")
+    cell.kernel.assign(rng.standard_normal(cell.kernel.shape))
+    check("assign")
+    layer.set_weights([w * 0.5 for w in layer.get_weights()])
+    check("set_weights")
+    optimizer = keras.optimizers.SGD(0.5)
+    with torch.enable_grad():
+        loss = ops.sum(layer(x) ** 2)
+        loss.backward()
+    optimizer.apply([v.value.grad for v in layer.trainable_variables],
+                    layer.trainable_variables)
+    check("an optimizer step")

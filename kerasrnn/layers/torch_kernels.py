@@ -92,15 +92,7 @@ def run_torch_kernel(cell, sequences, states, padding=None, weight_mask=None,
     from torch.nn.utils import rnn as torch_rnn
 
     spec = cell_spec(cell)
-    dtype = sequences.dtype
-    bias = ops.cast(cell.bias, dtype) if cell.use_bias else None
-    parameters = torch_kernel_parameters(
-        spec.name,
-        ops.cast(cell.kernel, dtype),
-        ops.cast(cell.recurrent_weights(weight_mask), dtype),
-        bias,
-        getattr(cell, "reset_after", True),
-    )
+    parameters = _kernel_parameters(cell, spec, sequences.dtype, weight_mask)
     kernel = _KERNELS.get(spec.torch_module)
     if kernel is None:
         relu = cell.activation is keras.activations.relu
@@ -153,6 +145,39 @@ def run_torch_kernel(cell, sequences, states, padding=None, weight_mask=None,
         zero_output_for_mask,
     )
     return last_output, outputs, final_states
+
+
+def _kernel_parameters(cell, spec, dtype, weight_mask):
+    """``torch_kernel_parameters`` of ``cell``'s weights in ``dtype``.
+
+    Without autograd (inference under ``torch.no_grad``, as in Keras'
+    ``predict``) and without a DropConnect mask, the reordered contiguous
+    copies are kept on the cell while its weights stay what they were: the
+    key is each weight variable's storage and in-place version counter,
+    which every assignment (``assign``, ``set_weights``, an optimizer
+    step) moves. At batch 1 the copies cost about as much as the kernel.
+    """
+    import torch
+
+    variables = [cell.kernel, cell.recurrent_kernel] + (
+        [cell.bias] if cell.use_bias else [])
+    key = None
+    if weight_mask is None and not torch.is_grad_enabled():
+        values = [ops.convert_to_tensor(variable) for variable in variables]
+        key = (dtype, tuple((v.data_ptr(), v._version) for v in values))
+        cached = getattr(cell, "_torch_kernel_cache", None)
+        if cached is not None and cached[0] == key:
+            return cached[1]
+    parameters = torch_kernel_parameters(
+        spec.name,
+        ops.cast(cell.kernel, dtype),
+        ops.cast(cell.recurrent_weights(weight_mask), dtype),
+        ops.cast(cell.bias, dtype) if cell.use_bias else None,
+        getattr(cell, "reset_after", True),
+    )
+    if key is not None:
+        cell._torch_kernel_cache = (key, parameters)
+    return parameters
 
 
 def _shift(sequences, shift):
