@@ -10,7 +10,7 @@ holds thousands of idle or slow connections at the cost of a socket each
 (the previous stdlib server pinned a thread per connection). The HTTP/1.1
 parser is httptools (llhttp, Node.js' parser, in C): keep-alive,
 pipelining and ``Expect: 100-continue`` come with it, and it costs about
-a third less CPU per request than h11 (measured with
+30 % less CPU per request than h11 (measured with
 ``benchmarks/serving_load.py``). SIGTERM is a graceful shutdown (stop
 accepting, finish what was accepted, exit 0). What uvicorn lacks, this
 module adds (``GuardedHttpToolsProtocol``): a deadline on the request head

@@ -540,16 +540,14 @@ def test_a_client_that_hangs_up_before_its_answer(server, classifier):
 # --- SIGTERM -----------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def terminated(classifier):
-    """4 clients posting large requests (256 x 128 tokens) in a loop to a
-    server with --access-log; SIGTERM after their first answers; the
-    clients go on until a connection is refused. Returns ``(outcomes
-    [(start, end, kind)], signal time, exit code, log)``."""
-    directory, _ = classifier
-    server = Served(directory, "--access-log")
+def sigterm_under_load(directory, *flags, clients=4, rows=256, steps=128):
+    """``clients`` clients posting ``rows`` x ``steps`` token requests in a
+    loop to ``serve DIR --access-log FLAGS``; SIGTERM after their first
+    answers; the clients go on until a connection is refused. Returns
+    ``(outcomes [(start, end, kind)], signal time, exit code, log)``."""
+    server = Served(directory, "--access-log", *flags)
     rng = np.random.default_rng(7)
-    payload = {"inputs": {"tokens": rng.integers(1, VOCAB, (256, 128))
+    payload = {"inputs": {"tokens": rng.integers(1, VOCAB, (rows, steps))
                           .tolist()}}
     outcomes = []
     answered = threading.Event()
@@ -564,7 +562,8 @@ def terminated(classifier):
                 status, _, body = call(server, "/v1/predict", payload,
                                        connection)
                 kind = "ok" if status == 200 and len(
-                    body["outputs"]["logits"]) == 256 else f"status {status}"
+                    body["outputs"]["logits"]) == rows else (
+                    f"status {status}")
                 answered.set()
             except ConnectionRefusedError:
                 return
@@ -578,7 +577,7 @@ def terminated(classifier):
                 connection.close()
 
     threads = [threading.Thread(target=client, args=(i,), daemon=True)
-               for i in range(4)]
+               for i in range(clients)]
     try:
         for thread in threads:
             thread.start()
@@ -588,26 +587,36 @@ def terminated(classifier):
         server.process.send_signal(signal.SIGTERM)
         for thread in threads:
             thread.join(timeout=45)
-        code = server.process.wait(timeout=45)
-        yield outcomes, signalled, code, server.log()
+        code = server.process.wait(timeout=60)
+        return outcomes, signalled, code, server.log()
     finally:
         server.close()
 
 
-def test_sigterm_answers_every_accepted_request(terminated):
-    outcomes, signalled, _, log = terminated
+def check_sigterm_outcomes(outcomes, signalled, log):
+    """Every request the server accepted (logged) reached its client
+    whole, with 200; the requests in flight at the signal were answered."""
     logged = [json.loads(line) for line in log.splitlines()
               if line.startswith("{")]
     logged = [entry for entry in logged if entry["path"] == "/v1/predict"]
     kinds = [kind for _, _, kind in outcomes]
     assert "truncated" not in kinds
     assert {entry["status"] for entry in logged} == {200}
-    # Each request the server accepted (logged) reached its client whole.
     assert kinds.count("ok") == len(logged)
     assert set(kinds) <= {"ok", "unanswered"}
-    # Requests in flight when the signal came were answered.
     assert any(start < signalled < end and kind == "ok"
                for start, end, kind in outcomes)
+
+
+@pytest.fixture(scope="module")
+def terminated(classifier):
+    """SIGTERM under load, 4 clients of 256 x 128 tokens."""
+    return sigterm_under_load(classifier[0])
+
+
+def test_sigterm_answers_every_accepted_request(terminated):
+    outcomes, signalled, _, log = terminated
+    check_sigterm_outcomes(outcomes, signalled, log)
 
 
 def test_sigterm_exits_0(terminated):

@@ -9,23 +9,22 @@ line and exit code 2. Every wait is bounded.
 """
 
 import http.client
-import json
 import os
 import signal
 import subprocess
 import sys
-import threading
-import time
 
 import numpy as np
 import pytest
 from test_serving_faults import ROOT
 from test_serving_faults import Served
 from test_serving_faults import call
+from test_serving_faults import check_sigterm_outcomes
 from test_serving_faults import classifier  # noqa: F401 - a fixture
 from test_serving_faults import in_threads
 from test_serving_faults import metric
 from test_serving_faults import padded_rows
+from test_serving_faults import sigterm_under_load
 from test_serving_faults import wait_for
 
 TICK = os.sysconf("SC_CLK_TCK")
@@ -132,54 +131,9 @@ def test_a_killed_worker_is_replaced(workers):
 
 
 def test_sigterm_answers_what_was_accepted_and_exits_0(classifier):  # noqa: F811,E501
-    server = Served(classifier[0], "--workers", 2, "--access-log")
-    rng = np.random.default_rng(12)
-    payload = {"inputs": {"tokens": rng.integers(1, 10, (128, 64))
-                          .tolist()}}
-    outcomes, answered = [], threading.Event()
-    deadline = time.monotonic() + 40
-
-    def client():
-        connection = http.client.HTTPConnection(server.host, server.port,
-                                                timeout=30)
-        while time.monotonic() < deadline:
-            try:
-                status, _, body = call(server, "/v1/predict", payload,
-                                       connection)
-                kind = "ok" if status == 200 and len(
-                    body["outputs"]["logits"]) == 128 else f"status {status}"
-                answered.set()
-            except ConnectionRefusedError:
-                return
-            except (http.client.IncompleteRead, ValueError):
-                kind = "truncated"
-            except (http.client.RemoteDisconnected, ConnectionResetError,
-                    BrokenPipeError):
-                kind = "unanswered"
-            outcomes.append(kind)
-            if kind != "ok":
-                connection.close()
-
-    threads = [threading.Thread(target=client, daemon=True)
-               for _ in range(6)]
-    try:
-        for thread in threads:
-            thread.start()
-        assert answered.wait(30), server.log()[-2000:]
-        time.sleep(0.3)
-        server.process.send_signal(signal.SIGTERM)
-        for thread in threads:
-            thread.join(timeout=45)
-        code = server.process.wait(timeout=60)
-        log = server.log()
-    finally:
-        server.close()
-    logged = [json.loads(line) for line in log.splitlines()
-              if line.startswith("{")]
-    logged = [entry for entry in logged if entry["path"] == "/v1/predict"]
-    assert "truncated" not in outcomes
-    assert {entry["status"] for entry in logged} == {200}
-    assert outcomes.count("ok") == len(logged)
+    outcomes, signalled, code, log = sigterm_under_load(
+        classifier[0], "--workers", 2, clients=6, rows=128, steps=64)
+    check_sigterm_outcomes(outcomes, signalled, log)
     assert code == 0, log[-2000:]
 
 
