@@ -251,9 +251,9 @@ def test_training_matches_numpy_and_tensorflow(case, tensorflow_reference):
 @pytest.mark.parametrize("case", ["lstm", "gru"])
 def test_stream_perplexity_is_the_one_token_at_a_time_one(
         case, tensorflow_reference):
-    """evaluate_stream (windows of 5, the last shorter: 13 tokens) and the trainer's
-    compiled evaluation equal feeding one token at a time, NumPy's
-    float64 model and TensorFlow's figure."""
+    """evaluate_stream (13 tokens in windows of 5, the last shorter) and
+    the trainer's compiled evaluation equal feeding one token at a time,
+    NumPy's float64 model and TensorFlow's figure."""
     model = build(case)
     ids = evaluation_stream()
     states, total = model.initial_state(1), 0.0

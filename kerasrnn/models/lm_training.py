@@ -493,23 +493,30 @@ class _ArrayCheckpoints:
             progress = json.load(handle)
         progress.pop("backend")
         with np.load(os.path.join(path, "arrays.npz")) as saved:
-            for group, variables in self._groups().items():
-                stored = sorted(
-                    (int(k.split("_")[1]) for k in saved.files
-                     if k.startswith(group + "_")))
-                shapes = [saved[f"{group}_{i}"].shape for i in stored]
-                if shapes != [tuple(v.shape) for v in variables]:
-                    raise ValueError(
-                        f"The checkpoint {path} holds {group} variables of "
-                        f"shapes {shapes}; this trainer's are "
-                        f"{[tuple(v.shape) for v in variables]}: it was "
-                        "written for another model or optimizer."
-                    )
-                _assign(variables, [saved[f"{group}_{i}"] for i in stored])
-            states = [saved[f"state_{i}"] for i in range(len(
-                self.trainer.model.state_size))]
-            _set_torch_random_state(saved)
-        return progress, states
+            arrays = {name: saved[name] for name in saved.files}
+        # Everything is checked before anything is assigned.
+        groups = {
+            "state": [np.zeros(s.shape, s.dtype)
+                      for s in self.trainer._zero_states()],
+            **self._groups(),
+        }
+        values = {}
+        for group, variables in groups.items():
+            values[group] = [arrays[name] for name in sorted(
+                (n for n in arrays if n.startswith(group + "_")),
+                key=lambda n: int(n.split("_")[1]))]
+            shapes = [tuple(v.shape) for v in values[group]]
+            expected = [tuple(v.shape) for v in variables]
+            if shapes != expected:
+                raise ValueError(
+                    f"The checkpoint {path} holds {group} arrays of shapes "
+                    f"{shapes}; this trainer's are {expected}: it was "
+                    "written for another model, optimizer or batch_size."
+                )
+        for group, variables in self._groups().items():
+            _assign(variables, values[group])
+        _set_torch_random_state(arrays)
+        return progress, values["state"]
 
 
 def _torch_random_state():
@@ -526,17 +533,17 @@ def _torch_random_state():
     return arrays
 
 
-def _set_torch_random_state(saved):
-    if "torch_cpu_random" not in saved.files:
+def _set_torch_random_state(arrays):
+    if "torch_cpu_random" not in arrays:
         return
     import torch
 
-    torch.set_rng_state(torch.from_numpy(saved["torch_cpu_random"]))
+    torch.set_rng_state(torch.from_numpy(arrays["torch_cpu_random"]))
     if torch.cuda.is_available():
         count = sum(name.startswith("torch_cuda_random_")
-                    for name in saved.files)
+                    for name in arrays)
         torch.cuda.set_rng_state_all([
-            torch.from_numpy(saved[f"torch_cuda_random_{index}"])
+            torch.from_numpy(arrays[f"torch_cuda_random_{index}"])
             for index in range(count)
         ])
 
@@ -580,8 +587,8 @@ class TBPTTTrainer:
             the ``checkpoint`` index file replaced atomically; under a
             multi-worker strategy each worker keeps its own copy,
             ``kerasrnn.training.worker_directory``); on JAX and PyTorch as
-            NumPy files (``_ArrayCheckpoints``), which either of them
-            resumes (not TensorFlow, whose format differs: a clear error).
+            NumPy files (``_ArrayCheckpoints``; a TensorFlow trainer's
+            directory is refused there with an error saying so).
         checkpoint_every: also checkpoint every this many windows within
             an epoch (None: at the end of each epoch only).
         max_to_keep: checkpoints kept.
