@@ -361,3 +361,36 @@ def test_what_stays_tensorflow_s_is_refused_clearly(tmp_path):
     trainer = TBPTTTrainer(model, BATCH, STEPS, checkpoint_dir=tmp_path)
     with pytest.raises(ValueError, match="holds TensorFlow checkpoints"):
         trainer.restore()
+
+
+@pytest.mark.skipif(BACKEND == "tensorflow",
+                    reason="TensorFlow's checkpoints: tests/test_resume.py")
+def test_an_array_checkpoint_cut_short_is_never_restored(tmp_path,
+                                                          monkeypatch):
+    """A kill while ``ckpt-N`` is written leaves ``LATEST`` on the last
+    complete checkpoint, which a new trainer restores; at most
+    ``max_to_keep`` checkpoints stay."""
+    ids = resume_stream()
+    trainer = resumable_trainer(str(tmp_path))
+    trainer.fit(ids, 1, verbose=0)      # checkpoints at windows 2, 4, end
+    assert sorted(p.name for p in tmp_path.glob("ckpt-*")) == [
+        "ckpt-2", "ckpt-3"]
+    weights = trainer.model.get_weights()
+    latest = (tmp_path / "LATEST").read_text()
+
+    def dies_while_writing(path, **arrays):
+        with open(path, "wb") as handle:              # a truncated file
+            handle.write(b"PK\x03\x04")
+        raise KeyboardInterrupt("killed")
+
+    monkeypatch.setattr(np, "savez", dies_while_writing)
+    with pytest.raises(KeyboardInterrupt):
+        trainer.fit(ids, 2, verbose=0)  # dies in epoch 2's first save
+    monkeypatch.undo()
+    assert (tmp_path / "LATEST").read_text() == latest
+    assert list(tmp_path.glob(".partial-*"))
+    resumed = resumable_trainer(str(tmp_path))
+    epoch, window, _, _, history, _ = resumed.restore()
+    assert (epoch, window, len(history)) == (2, 0, 1)
+    for before, after in zip(weights, resumed.model.get_weights()):
+        np.testing.assert_array_equal(before, after)
