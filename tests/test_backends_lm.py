@@ -292,22 +292,29 @@ class Killed(Exception):
     pass
 
 
-def test_checkpoint_and_resume_continue_identically(tmp_path):
-    """Adam, seeded dropout, a checkpoint every 2 windows: a run stopped
-    in epoch 2 after window 3 (its checkpoint: window 2) and resumed by a
-    new trainer ends exactly as an uninterrupted run."""
+@pytest.mark.parametrize("seed", [3, None], ids=["seeded", "unseeded"])
+def test_checkpoint_and_resume_continue_identically(tmp_path, seed):
+    """Adam, dropout, a checkpoint every 2 windows: a run stopped in epoch
+    2 after window 3 (its checkpoint: window 2) and resumed by a new
+    trainer, after the global random state moved, ends exactly as an
+    uninterrupted run. Unseeded, the dropout layers' seeds come from the
+    global state (on PyTorch they draw from torch's generator, which the
+    checkpoint holds)."""
     ids = resume_stream()
-    clean = resumable_trainer(None)
+    keras.utils.set_random_seed(0)
+    clean = resumable_trainer(None, seed)
     clean_history = clean.fit(ids, 2, verbose=0)
+    keras.utils.set_random_seed(0)
 
     def kill(epoch, window):
         if (epoch, window) == (2, 3):
             raise Killed
 
     with pytest.raises(Killed):
-        resumable_trainer(str(tmp_path)).fit(ids, 2, verbose=0,
-                                             on_window_end=kill)
-    resumed = resumable_trainer(str(tmp_path))
+        resumable_trainer(str(tmp_path), seed).fit(ids, 2, verbose=0,
+                                                   on_window_end=kill)
+    keras.utils.set_random_seed(99)
+    resumed = resumable_trainer(str(tmp_path), seed)
     epoch, window, _, states, history, stopped = resumed.restore()
     assert (epoch, window, len(history), stopped) == (2, 2, 1, False)
     assert np.abs(states[0]).sum() > 0           # carried, not zeros
