@@ -29,13 +29,13 @@ import warnings
 
 import keras
 import numpy as np
-import tensorflow as tf
 from keras import ops
 
 from kerasrnn.layers import RNN
 from kerasrnn.layers import Bidirectional
 from kerasrnn.layers import StackedRecurrent
 from kerasrnn.layers.time_loop import state_hook
+from kerasrnn.requirements import require_tensorflow
 
 RECURRENT_LAYERS = (RNN, Bidirectional, StackedRecurrent)
 
@@ -171,6 +171,8 @@ class Perturbations:
                 f"Recurrent loop '{name}' ran twice in one forward pass; "
                 "gradient_flow needs each recurrent layer called once."
             )
+        import tensorflow as tf
+
         epsilon = tf.zeros(shape, dtype=dtype)
         self.tape.watch(epsilon)
         self.tensors[name] = epsilon
@@ -264,6 +266,9 @@ class GradientFlowProbe:
         self.loss = resolve_loss(model, loss)
 
     def __call__(self, x, y):
+        require_tensorflow("gradient_flow (a tf.GradientTape)")
+        import tensorflow as tf
+
         perturbations = self.perturbations
         perturbations.tensors, perturbations.layers = {}, {}
         with tf.GradientTape() as tape, state_hook(perturbations):

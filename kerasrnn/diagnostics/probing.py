@@ -37,7 +37,6 @@ import dataclasses
 
 import keras
 import numpy as np
-import tensorflow as tf
 from keras import ops
 
 from kerasrnn.layers.bidirectional import Bidirectional
@@ -383,10 +382,8 @@ def fit_probe(train_features, train_labels, test_features, test_labels,
     order = np.concatenate([rng.permutation(len(x_train))
                             for _ in range(epochs)])
     # One pass over the epochs' permutations end to end.
-    dataset = tf.data.Dataset.from_tensor_slices(
-        (x_train[order], y_train[order])
-    ).batch(batch_size)
-    probe.fit(dataset, epochs=1, shuffle=False, verbose=0)
+    probe.fit(x_train[order], y_train[order], batch_size=batch_size,
+              epochs=1, shuffle=False, verbose=0)
 
     def accuracy(x, y):
         predicted = np.concatenate([

@@ -22,7 +22,6 @@ from kerasrnn.export.onnx import op_inventory
 from kerasrnn.export.onnx import supported_layers
 from kerasrnn.export.onnx import to_onnx
 from kerasrnn.export.quantize import quantize_onnx
-from kerasrnn.export.saved_model import to_saved_model
 from kerasrnn.export.trees import to_onnx_tree
 from kerasrnn.export.triton import to_triton
 
@@ -36,3 +35,14 @@ __all__ = [
     "to_saved_model",
     "to_triton",
 ]
+
+
+def __getattr__(name):
+    # SavedModel export is TensorFlow's: imported when asked for, so the
+    # rest of kerasrnn.export loads on a machine without TensorFlow.
+    if name == "to_saved_model":
+        from kerasrnn.export.saved_model import to_saved_model
+
+        return to_saved_model
+    raise AttributeError(f"module 'kerasrnn.export' has no attribute {name!r}")
+

@@ -24,8 +24,9 @@ import os
 
 import keras
 import numpy as np
-import tensorflow as tf
+from keras import ops
 
+from kerasrnn.requirements import require_tensorflow
 from kerasrnn.validation import check_int
 
 UNK, EOS = "<unk>", "<eos>"
@@ -165,7 +166,8 @@ class Vocabulary:
         """
         if len(tokens) == 0:
             return np.zeros([0], "int32"), 0
-        ids = self.lookup(tf.constant(list(tokens))).numpy().astype("int32")
+        ids = ops.convert_to_numpy(self.lookup(np.asarray(tokens, object)))
+        ids = ids.astype("int32")
         literal = sum(1 for token in tokens if token == UNK)
         return ids, int(np.sum(ids == self.unk_id)) - literal
 
@@ -245,5 +247,8 @@ def stream_dataset(ids, batch_size, num_steps):
     """``stream_windows`` as a ``tf.data.Dataset`` of ``(inputs (B, T),
     labels (B, T))`` in stream order (never shuffle it: the order carries
     the state), for a training loop or ``fit(..., shuffle=False)``."""
+    require_tensorflow("stream_dataset (a tf.data.Dataset)")
+    import tensorflow as tf
+
     inputs, labels = stream_windows(ids, batch_size, num_steps)
     return tf.data.Dataset.from_tensor_slices((inputs, labels))

@@ -9,7 +9,6 @@ builds its ``train`` runs from these pieces.
 
 from kerasrnn.training.backup import AtomicBackupAndRestore
 from kerasrnn.training.files import atomic_write_text
-from kerasrnn.training.workers import MultiWorkerMirroredStrategy
 from kerasrnn.training.workers import is_chief
 from kerasrnn.training.workers import worker_directory
 
@@ -20,3 +19,14 @@ __all__ = [
     "is_chief",
     "worker_directory",
 ]
+
+
+def __getattr__(name):
+    # TensorFlow's strategy subclass: TensorFlow is imported when it is
+    # asked for, so kerasrnn.training loads without it.
+    if name == "MultiWorkerMirroredStrategy":
+        from kerasrnn.training import workers
+
+        return workers.MultiWorkerMirroredStrategy
+    raise AttributeError(
+        f"module 'kerasrnn.training' has no attribute {name!r}")

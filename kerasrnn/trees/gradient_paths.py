@@ -11,12 +11,12 @@ tree, ``T - 1 - t`` in the chain. The same word vectors feed both.
 
 import keras
 import numpy as np
-import tensorflow as tf
 from keras import ops
 from matplotlib.figure import Figure
 
 import kerasrnn
 from kerasrnn.diagnostics.plots import save
+from kerasrnn.requirements import require_tensorflow
 from kerasrnn.trees.encoding import Vocabulary
 from kerasrnn.trees.encoding import encode
 from kerasrnn.trees.layer import TreeRNN
@@ -47,6 +47,9 @@ def leaf_gradients(trees, vectors, tree_cell, chain_units, seed=0):
     for b, (tree, words) in enumerate(zip(trees, sentences)):
         for t, (leaf, word) in enumerate(zip(tree.leaves(), words)):
             x_tree[b, leaf] = x_chain[b, t] = lookup(word)
+    require_tensorflow("tree_vs_chain_gradients (a tf.GradientTape)")
+    import tensorflow as tf
+
     layer = TreeRNN(tree_cell)
     x_tree = tf.Variable(x_tree)
     with tf.GradientTape() as tape:
