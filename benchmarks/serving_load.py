@@ -68,10 +68,11 @@ wait) and nothing leaves the loopback. Phases, in one run:
    steps), then 1 client for reference: requests/s, tokens/s, latency,
    and the mean rows per decoder-step ``session.run`` (``kind="step"``):
    above 1 when continuous batching merges the concurrent requests'
-   steps.
+   steps; then the concurrent clients again on the largest ``--workers``
+   count.
 
     python benchmarks/serving_load.py --quick     # smoke run, ~1 min
-    python benchmarks/serving_load.py --seconds 60  # ~5 min on 2 cores
+    python benchmarks/serving_load.py --seconds 60  # ~8 min on 2 cores
 
 Prints a table (figure, value, target, pass/miss) and writes everything to
 ``--out`` (default ``artifacts/serving_load.json``); a missed target is
@@ -817,42 +818,55 @@ async def sigterm_phase(directory, data, clients, before):
         server.stderr.close()
 
 
-async def generation_phase(directory, clients, seconds):
-    """Concurrent greedy /v1/generate clients, then one client."""
+async def generation_phase(directory, clients, seconds, workers):
+    """Concurrent greedy /v1/generate clients, then one client; then the
+    concurrent clients again on ``--workers workers`` (when above 1)."""
     rng = np.random.default_rng(4)
     letters = np.array(list(SOURCE_CHARS))
     texts = ["".join(rng.choice(letters, rng.integers(4, 16)))
              for _ in range(64)]
     results = {}
-    with Server(directory) as server:
-        requests = [post(server.host, server.port, "/v1/generate", {
-            "texts": [text], "method": "greedy",
-            "max_length": GENERATE_STEPS, "min_length": GENERATE_STEPS})
-            for text in texts]
-        for name, count in (("concurrent", clients), ("one_client", 1)):
-            before = await batch_rows(server, "step")
-            tally, window, client_cpu = await run_load(
-                server.host, server.port, requests, count, seconds, 1.0)
-            after = await batch_rows(server, "step")
-            runs = after[1] - before[1]
-            results[name] = {
-                "clients": count, "seconds": window,
-                "requests_per_s": tally.completed / window,
-                "tokens_per_s": tally.completed * GENERATE_STEPS / window,
-                "errors": sum(tally.errors.values()),
-                "error_kinds": tally.errors,
-                **percentiles(tally.latencies),
-                "step_runs": runs,
-                "mean_rows_per_step_run": (after[0] - before[0]) / runs
-                if runs else None,
-                "step_rows_histogram": {
-                    le: after[2].get(le, 0) - before[2].get(le, 0)
-                    for le in after[2]},
-            }
+    runs = [(1, "concurrent", clients), (1, "one_client", 1)]
+    if workers > 1:
+        runs.append((workers, f"concurrent_{workers}_workers", clients))
+    for count_workers in sorted({run[0] for run in runs}):
+        with Server(directory, "--workers", count_workers) as server:
+            for name, count in [(n, c) for w, n, c in runs
+                                if w == count_workers]:
+                results[name] = await _generation_load(
+                    server, texts, count, seconds)
     results["speedup"] = (results["concurrent"]["tokens_per_s"]
                           / max(results["one_client"]["tokens_per_s"],
                                 1e-9))
     return results
+
+
+async def _generation_load(server, texts, count, seconds):
+    """``count`` closed-loop greedy clients on ``server``'s /v1/generate:
+    throughput, latency and rows per decoder-step ``session.run``."""
+    requests = [post(server.host, server.port, "/v1/generate", {
+        "texts": [text], "method": "greedy",
+        "max_length": GENERATE_STEPS, "min_length": GENERATE_STEPS})
+        for text in texts]
+    before = await batch_rows(server, "step")
+    tally, window, _ = await run_load(server.host, server.port, requests,
+                                      count, seconds, 1.0)
+    after = await batch_rows(server, "step")
+    runs = after[1] - before[1]
+    return {
+        "clients": count, "seconds": window,
+        "requests_per_s": tally.completed / window,
+        "tokens_per_s": tally.completed * GENERATE_STEPS / window,
+        "errors": sum(tally.errors.values()),
+        "error_kinds": tally.errors,
+        **percentiles(tally.latencies),
+        "step_runs": runs,
+        "mean_rows_per_step_run": (after[0] - before[0]) / runs
+        if runs else None,
+        "step_rows_histogram": {
+            le: after[2].get(le, 0) - before[2].get(le, 0)
+            for le in after[2]},
+    }
 
 
 # --- the report --------------------------------------------------------------
@@ -928,18 +942,18 @@ def figure_rows(report):
                   f"{term['closed_unanswered_after_signal']} / "
                   f"{term['connect_refused']}", "", ""))
     generation = report["generation"]
-    for name in ("concurrent", "one_client"):
+    for name in [key for key in generation if key != "speedup"]:
         phase = generation[name]
-        lines.append((f"generate {phase['clients']} clients: req/s, "
-                      "tokens/s",
+        workers = name.split("_")[1] if name.endswith("_workers") else "1"
+        label = f"generate --workers {workers}, {phase['clients']} clients"
+        lines.append((f"{label}: req/s, tokens/s",
                       f"{phase['requests_per_s']:.1f}, "
                       f"{phase['tokens_per_s']:.0f} ({phase['errors']} "
                       "errors)", "", ""))
-        lines.append((f"generate {phase['clients']} clients: p50 / p99 ms",
+        lines.append((f"{label}: p50 / p99 ms",
                       f"{phase['p50_ms']:.1f} / {phase['p99_ms']:.1f}",
                       "", ""))
-        lines.append((f"generate {phase['clients']} clients: rows per "
-                      "step run, mean (all runs <=)",
+        lines.append((f"{label}: rows per step run, mean (all runs <=)",
                       f"{phase['mean_rows_per_step_run']:.2f} ("
                       f"{largest_bucket(phase['step_rows_histogram'])})",
                       "> 1" if phase["clients"] > 1 else "",
@@ -1067,7 +1081,8 @@ async def run(args, classifier, seq2seq):
     print(f"{time.strftime('%X')} generation, {args.generate_clients} "
           "clients", flush=True)
     report["generation"] = await generation_phase(
-        seq2seq, args.generate_clients, args.generate_seconds)
+        seq2seq, args.generate_clients, args.generate_seconds,
+        max(args.workers))
     return report
 
 
