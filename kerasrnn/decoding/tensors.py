@@ -90,7 +90,11 @@ def _torch_generator(seed):
 
     first, second = (int(v) for v in ops.convert_to_numpy(seed))
     generator = torch.Generator(device=_torch_device())
-    generator.manual_seed(((first & 0xFFFFFFFF) << 32) | (second & 0xFFFFFFFF))
+    # torch's CPU generator keeps 32 bits of its seed: mix both halves in.
+    mixed = np.random.SeedSequence(
+        [first & 0xFFFFFFFF, second & 0xFFFFFFFF]
+    ).generate_state(1)[0]
+    generator.manual_seed(int(mixed))
     return generator
 
 
