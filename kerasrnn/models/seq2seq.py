@@ -12,6 +12,7 @@ from keras import ops
 from kerasrnn import decoding
 from kerasrnn.validation import check_rate
 from kerasrnn.validation import check_int
+from kerasrnn.decoding.options import DTYPES
 from kerasrnn.decoding.options import split_options
 from kerasrnn.cells.registry import resolve_cell
 from kerasrnn.cells.registry import sequence_layer
@@ -24,6 +25,7 @@ from kerasrnn.models.metrics import MaskedTokenAccuracy
 from kerasrnn.models.metrics import Perplexity
 from kerasrnn.models.metrics import SequenceExactMatch
 from kerasrnn.decoding.tensors import is_concrete
+from kerasrnn.decoding.tensors import random_seed
 
 BRIDGES = ("zero", "copy", "dense")
 # Traced generate() graphs kept per model (one per method and static
@@ -691,6 +693,9 @@ class Seq2Seq(keras.Model):
         tensors, so changing them costs no new trace; a graph is kept per
         method and ``beam_width``/``num_return``/``num_samples``, at most
         ``GENERATE_CACHE_SIZE`` of them (least recently used dropped).
+        The graph is a ``tf.function`` on TensorFlow and a ``jax.jit``
+        function on JAX (there ``max_length``, which sets the buffers'
+        shapes, is part of the key); PyTorch runs the search eagerly.
 
         Args:
             source: int ids ``(B, S)``, padded with ``pad_id``.
@@ -712,25 +717,60 @@ class Seq2Seq(keras.Model):
             max_length = self.max_target_length
         static, dynamic = split_options(method, max_length, options)
         source = self.check_source(source)
-        if keras.config.backend() != "tensorflow":
+        backend = keras.config.backend()
+        if backend != "tensorflow" and method == "sample" and (
+            "seed" not in dynamic
+        ):
+            # Drawn here, eagerly (a JAX trace cannot use the global
+            # generator).
+            dynamic["seed"] = random_seed()
+        if backend == "torch":
             return self._search(source, method, **static, **dynamic)
+        if backend == "jax":
+            # max_length sets the buffers' shapes: static under jax.jit.
+            static = dict(static, max_length=dynamic.pop("max_length"))
         key = (method, tuple(sorted(static.items())), tuple(sorted(dynamic)))
         function = self._generate_functions.pop(key, None)
         if function is None:
-            function = tf.function(
-                lambda ids, values: self._search(
-                    ids, method, **static, **values
-                ),
-                input_signature=[
-                    self.source_spec(),
-                    {k: tf.TensorSpec([], v.dtype)
-                     for k, v in dynamic.items()},
-                ],
-            )
+            build = (self._jax_generate_function if backend == "jax"
+                     else self._tf_generate_function)
+            function = build(method, static, dynamic)
         self._generate_functions[key] = function
         while len(self._generate_functions) > GENERATE_CACHE_SIZE:
             self._generate_functions.popitem(last=False)
         return function(source, dynamic)
+
+    def _tf_generate_function(self, method, static, dynamic):
+        """One ``tf.function`` of the search, the dynamic options as scalar
+        tensors."""
+        return tf.function(
+            lambda ids, values: self._search(ids, method, **static, **values),
+            input_signature=[
+                self.source_spec(),
+                {k: tf.TensorSpec([], v.dtype) for k, v in dynamic.items()},
+            ],
+        )
+
+    def _jax_generate_function(self, method, static, dynamic):
+        """The search as one ``jax.jit`` function of the variables' values,
+        the source and the dynamic options (scalar arrays)."""
+        import jax
+
+        variables = [*self.trainable_variables, *self.non_trainable_variables]
+
+        def search(values, ids, options):
+            with keras.StatelessScope(
+                state_mapping=list(zip(variables, values))
+            ):
+                return self._search(ids, method, **static, **options)
+
+        compiled = jax.jit(search)
+
+        def function(ids, options):
+            options = {k: np.asarray(v, DTYPES[k]) for k, v in options.items()}
+            return compiled([v.value for v in variables], ids, options)
+
+        return function
 
     def generate_text(self, texts, method="greedy", max_length=None,
                       **options):
