@@ -273,6 +273,22 @@ def test_scheduled_sampling_trains_reproducibly():
         np.testing.assert_allclose(ours, theirs, rtol=1e-5, atol=1e-6)
 
 
+def test_dropout_trains():
+    """With dropout (drawn at every decoder step: on JAX a Python loop,
+    which a SeedGenerator can advance) two training passes differ, and
+    fit runs."""
+    model = build("gru-bahdanau", dropout=0.3)
+    source, target = data(8)
+    first, _ = model.teacher_forced(source, target[:, :-1], training=True)
+    second, _ = model.teacher_forced(source, target[:, :-1], training=True)
+    assert np.all(np.isfinite(numpy(first)))
+    assert not np.allclose(numpy(first), numpy(second))
+    model.compile(optimizer=sgd())
+    model.sampling_probability.assign(0.5)
+    history = model.fit(source, target, batch_size=8, epochs=1, verbose=0)
+    assert np.isfinite(history.history["loss"][0])
+
+
 def check_valid(result, batch, count, max_length):
     ids, lengths = numpy(result.ids), numpy(result.lengths)
     assert ids.shape == (batch, count, max_length)
