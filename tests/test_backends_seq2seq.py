@@ -26,6 +26,7 @@ import pytest
 from keras import ops
 
 from kerasrnn.models import ImageCaptioner
+from kerasrnn.models import ScheduledSampling
 from kerasrnn.models import Seq2Seq
 from kerasrnn.models.captioning import conv_encoder
 
@@ -250,6 +251,35 @@ def test_scheduled_sampling_zero_is_teacher_forcing_one_ignores_truth():
     # The draws advance the seed: a second call samples differently.
     other, _ = model.teacher_forced(source, inputs, sampling_probability=1.0)
     assert not np.allclose(numpy(other), numpy(one))
+
+
+def test_scheduled_sampling_callback_sets_p_per_epoch():
+    model = build("lstm-plain-copy")
+    model.compile(optimizer=sgd())
+    schedule = ScheduledSampling("linear", k=1.0, c=0.25, epsilon=0.0)
+    history = model.fit(*data(8), batch_size=8, epochs=2, verbose=0,
+                        callbacks=[schedule])
+    np.testing.assert_allclose(history.history["sampling_probability"],
+                               [0.0, 0.25], atol=1e-7)
+
+
+def test_scheduled_sampling_callback_sets_p_per_batch():
+    """unit="batch": p = 0 for the first step, 1 for the second (on JAX
+    too, where fit's compiled loop holds the variables): the epoch differs
+    from one with p = 0 throughout."""
+    losses = {}
+    for name, schedule in (
+        ("batch", ScheduledSampling("linear", k=1.0, c=1.0)),
+        ("zero", ScheduledSampling("linear", k=1.0, c=0.0)),
+    ):
+        model = build("lstm-plain-copy")
+        model.compile(optimizer=sgd())
+        history = model.fit(*data(8), batch_size=4, epochs=1, verbose=0,
+                            shuffle=False, callbacks=[schedule])
+        losses[name] = history.history["loss"][0]
+        expected = 1.0 if name == "batch" else 0.0
+        assert history.history["sampling_probability"] == [expected]
+    assert losses["batch"] != pytest.approx(losses["zero"], rel=1e-4)
 
 
 def _fit_sampled(probability, epochs=2):
