@@ -265,8 +265,9 @@ def test_scheduled_sampling_callback_sets_p_per_epoch():
 
 def test_scheduled_sampling_callback_sets_p_per_batch():
     """unit="batch": p = 0 for the first step, 1 for the second (on JAX
-    too, where fit's compiled loop holds the variables): the epoch differs
-    from one with p = 0 throughout."""
+    too, where fit's compiled loop holds the variables and Keras reads the
+    callback's assignment back): the epoch differs from one with p = 0
+    throughout."""
     losses = {}
     for name, schedule in (
         ("batch", ScheduledSampling("linear", k=1.0, c=1.0)),

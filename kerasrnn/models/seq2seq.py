@@ -397,10 +397,6 @@ class Seq2Seq(keras.Model):
         if validation is not None:
             self.check_pairs(*_first_pair(validation, None),
                              what="validation_data")
-        if "callbacks" in kwargs:
-            kwargs["callbacks"] = _jax_callbacks(kwargs["callbacks"])
-        elif len(args) > 3:
-            args = (*args[:3], _jax_callbacks(args[3]), *args[4:])
         return super().fit(x, y, *args, **kwargs)
 
     def evaluate(self, x=None, y=None, *args, **kwargs):
@@ -907,35 +903,6 @@ def global_sum(value):
     if context is None or context.num_replicas_in_sync == 1:
         return value
     return context.all_reduce(tf.distribute.ReduceOp.SUM, value)
-
-
-def _jax_callbacks(callbacks):
-    """``callbacks``, on JAX with a ``ScheduledSampling(unit="batch")``
-    framed by two that let it set p between the steps of an epoch: Keras'
-    JAX loop holds the variables in its own state and reads them back only
-    when told the variables were synced. Before the batch the loop's state
-    is written to the variables (the callback reads the step counter),
-    after it the loop re-reads them (with the new p)."""
-    from kerasrnn.models.schedules import ScheduledSampling
-
-    if keras.config.backend() != "jax" or not any(
-        isinstance(c, ScheduledSampling) and c.unit == "batch"
-        for c in callbacks or ()
-    ):
-        return callbacks
-    return [_JaxSync("write"), *callbacks, _JaxSync("reread")]
-
-
-class _JaxSync(keras.callbacks.Callback):
-    def __init__(self, action):
-        super().__init__()
-        self.action = action
-
-    def on_train_batch_begin(self, batch, logs=None):
-        if self.action == "write":
-            self.model.jax_state_sync()
-        else:
-            self.model._jax_state_synced = True
 
 
 def _replicas():
