@@ -253,34 +253,24 @@ def test_scheduled_sampling_zero_is_teacher_forcing_one_ignores_truth():
     assert not np.allclose(numpy(other), numpy(one))
 
 
-def test_scheduled_sampling_callback_sets_p_per_epoch():
-    model = build("lstm-plain-copy")
-    model.compile(optimizer=sgd())
-    schedule = ScheduledSampling("linear", k=1.0, c=0.25, epsilon=0.0)
-    history = model.fit(*data(8), batch_size=8, epochs=2, verbose=0,
-                        callbacks=[schedule])
-    np.testing.assert_allclose(history.history["sampling_probability"],
-                               [0.0, 0.25], atol=1e-7)
-
-
-def test_scheduled_sampling_callback_sets_p_per_batch():
+def test_scheduled_sampling_callback_sets_p():
     """unit="batch": p = 0 for the first step, 1 for the second (on JAX
     too, where fit's compiled loop holds the variables and Keras reads the
-    callback's assignment back): the epoch differs from one with p = 0
-    throughout."""
-    losses = {}
-    for name, schedule in (
-        ("batch", ScheduledSampling("linear", k=1.0, c=1.0)),
-        ("zero", ScheduledSampling("linear", k=1.0, c=0.0)),
-    ):
+    callback's assignment back), so the epoch differs from the first of
+    unit="epoch", which keeps p = 0 for all its steps (then 0.25)."""
+    runs = {}
+    for unit, c, epochs in (("batch", 1.0, 1), ("epoch", 0.25, 2)):
         model = build("lstm-plain-copy")
         model.compile(optimizer=sgd())
-        history = model.fit(*data(8), batch_size=4, epochs=1, verbose=0,
-                            shuffle=False, callbacks=[schedule])
-        losses[name] = history.history["loss"][0]
-        expected = 1.0 if name == "batch" else 0.0
-        assert history.history["sampling_probability"] == [expected]
-    assert losses["batch"] != pytest.approx(losses["zero"], rel=1e-4)
+        runs[unit] = model.fit(
+            *data(8), batch_size=4, epochs=epochs, verbose=0, shuffle=False,
+            callbacks=[ScheduledSampling("linear", k=1.0, c=c, unit=unit)],
+        ).history
+    np.testing.assert_allclose(runs["batch"]["sampling_probability"], [1.0])
+    np.testing.assert_allclose(runs["epoch"]["sampling_probability"],
+                               [0.0, 0.25], atol=1e-7)
+    assert runs["batch"]["loss"][0] != pytest.approx(
+        runs["epoch"]["loss"][0], rel=1e-4)
 
 
 def _fit_sampled(probability, epochs=2):
