@@ -28,6 +28,7 @@ from keras import ops
 from kerasrnn.models import ImageCaptioner
 from kerasrnn.models import ScheduledSampling
 from kerasrnn.models import Seq2Seq
+from kerasrnn.models import text
 from kerasrnn.models.captioning import conv_encoder
 
 BACKEND = keras.config.backend()
@@ -390,6 +391,31 @@ def test_captioner_trains_and_generates():
     maps = model.attention_maps(pictures, target)
     assert maps.shape == (4, target.shape[1] - 1, 4, 4)
     np.testing.assert_allclose(maps.sum(axis=(2, 3)), 1.0, atol=1e-5)
+
+
+def test_tokenizers_and_generate_text():
+    """The text side (TensorFlow's string ops, which run under every
+    backend) encodes ragged ids, and generate_text turns text into text."""
+    tokenizer = text.Tokenizer(level="char")
+    tokenizer.adapt(["12+3", "9+9", "45"])
+    ids = tokenizer.encode(["12+3", "45"], bos_eos=True)
+    vocabulary = tokenizer.vocabulary
+    assert [[vocabulary[i] for i in row] for row in ids.to_list()] == [
+        ["[BOS]", "1", "2", "+", "3", "[EOS]"], ["[BOS]", "4", "5", "[EOS]"]]
+    model = Seq2Seq(
+        tokenizer.vocabulary_size, tokenizer.vocabulary_size,
+        bos_id=tokenizer.bos_id, eos_id=tokenizer.eos_id, embedding_dim=4,
+        units=4, max_target_length=5, source_tokenizer=tokenizer,
+        target_tokenizer=tokenizer,
+    )
+    texts = model.generate_text(["12+3", "9+9"], method="beam",
+                                beam_width=2)
+    assert len(texts) == 2 and all(isinstance(t, str) for t in texts)
+    source = numpy(model.check_source(
+        tokenizer.encode(["12+3", "9+9"]).to_tensor().numpy()))
+    expected = tokenizer.decode(numpy(
+        model.generate(source, method="beam", beam_width=2).ids)[:, 0])
+    assert texts == expected
 
 
 def test_bad_input_is_a_clear_error():
