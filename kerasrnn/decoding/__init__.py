@@ -10,8 +10,10 @@ The model is a step function and a state::
 Searches: ``greedy_search``, ``sample`` (temperature, top-k, top-p) and
 ``beam_search`` (width, GNMT length penalty, n-best). All are batched with
 per-row stopping at ``end_id``, honour ``max_length`` and ``min_length``,
-return a ``DecodingResult`` and run eagerly, inside ``tf.function`` and
-under XLA (one ``tf.while_loop`` over fixed-size buffers).
+return a ``DecodingResult`` and run on every Keras backend: one
+``keras.ops.while_loop`` over fixed-size buffers (``tf.while_loop``, so
+eagerly, inside ``tf.function`` and under XLA on TensorFlow;
+``lax.while_loop`` on JAX; a Python loop on PyTorch).
 
 Example:
 

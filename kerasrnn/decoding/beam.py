@@ -42,7 +42,8 @@ References:
 
 import collections
 
-import tensorflow as tf
+import keras
+from keras import ops
 
 from kerasrnn.decoding.checks import call_step
 from kerasrnn.decoding.checks import check_forbidden_ids
@@ -57,7 +58,9 @@ from kerasrnn.decoding.logits import NEG_INF
 from kerasrnn.decoding.logits import forbid_token
 from kerasrnn.decoding.logits import forbid_tokens
 from kerasrnn.decoding.result import DecodingResult
-from kerasrnn.requirements import require_tensorflow
+from kerasrnn.decoding.tensors import is_tensor
+from kerasrnn.decoding.tensors import take_rows
+from kerasrnn.decoding.tensors import top_k
 
 # A set of hypotheses per row: ids (B, N, T), the others (B, N).
 Hypotheses = collections.namedtuple(
@@ -69,8 +72,8 @@ def tile_batch(nest, multiplier):
     """Repeats every row ``multiplier`` times: ``(B, ...) -> (B*m, ...)``,
     row ``b*m + k`` holding copy ``k`` of row ``b`` (not ``tf.tile``, which
     would interleave the rows)."""
-    return tf.nest.map_structure(
-        lambda x: tf.repeat(tf.convert_to_tensor(x), multiplier, axis=0),
+    return keras.tree.map_structure(
+        lambda x: ops.repeat(ops.convert_to_tensor(x), multiplier, axis=0),
         nest,
     )
 
@@ -78,22 +81,22 @@ def tile_batch(nest, multiplier):
 def gather_beams(nest, flat_indices):
     """Reorders every leaf of a ``(B*K, ...)`` nest by ``flat_indices``
     (``b*K + parent``)."""
-    return tf.nest.map_structure(
-        lambda x: tf.gather(x, flat_indices, axis=0), nest
+    return keras.tree.map_structure(
+        lambda x: ops.take(x, flat_indices, axis=0), nest
     )
 
 
 def length_penalty(lengths, alpha):
     """GNMT length penalty ``lp(n) = ((5 + n) / 6) ** alpha`` (1 for
     ``alpha = 0``)."""
-    if not tf.is_tensor(alpha) and alpha == 0:
-        return tf.ones_like(lengths, "float32")
-    return tf.pow((5.0 + tf.cast(lengths, "float32")) / 6.0, alpha)
+    if not is_tensor(alpha) and alpha == 0:
+        return ops.ones_like(lengths, "float32")
+    return ops.power((5.0 + ops.cast(lengths, "float32")) / 6.0, alpha)
 
 
 def check_length_penalty(length_penalty_weight):
     """α as a float >= 0 (or a scalar tensor checked by the caller)."""
-    if tf.is_tensor(length_penalty_weight):
+    if is_tensor(length_penalty_weight):
         return scalar_tensor(
             "length_penalty_weight", length_penalty_weight, "float32"
         )
@@ -109,8 +112,8 @@ def check_length_penalty(length_penalty_weight):
 
 def _select(hypotheses, indices):
     """The hypotheses at ``indices (B, N)`` of each row."""
-    return tf.nest.map_structure(
-        lambda x: tf.gather(x, indices, batch_dims=1), hypotheses
+    return keras.tree.map_structure(
+        lambda x: take_rows(x, indices), hypotheses
     )
 
 
@@ -122,10 +125,10 @@ def _keep_best(first, second, count):
     stay ahead of impossible candidates (score -inf too), and the empty
     entries are all a row returns beyond its possible hypotheses.
     """
-    both = tf.nest.map_structure(
-        lambda a, b: tf.concat([a, b], axis=1), first, second
+    both = keras.tree.map_structure(
+        lambda a, b: ops.concatenate([a, b], axis=1), first, second
     )
-    _, best = tf.math.top_k(both.scores, k=count)
+    _, best = top_k(both.scores, count)
     return _select(both, best)
 
 
@@ -166,7 +169,6 @@ def beam_search(
         probability is filled with empty ones: length 0, ``pad_id`` tokens,
         score and log-probability -inf.
     """
-    require_tensorflow("kerasrnn.decoding.beam_search")
     check_step_fn(step_fn)
     check_int("beam_width", beam_width, 1)
     check_int("num_return", num_return, 1)
@@ -183,10 +185,10 @@ def beam_search(
     start_ids = check_start_ids(start_ids)
     state = check_state(initial_state, start_ids.shape[0])
     width = beam_width
-    batch = tf.shape(start_ids)[0]
-    positions = tf.range(max_length)
+    batch = ops.shape(start_ids)[0]
+    positions = ops.arange(max_length, dtype="int32")
     # Flat index of beam 0 of each row, to turn parents into flat indices.
-    row_offsets = (tf.range(batch) * width)[:, tf.newaxis]
+    row_offsets = (ops.arange(batch, dtype="int32") * width)[:, None]
     # No hypothesis can score above its log-prob / lp(max_length).
     largest_penalty = length_penalty(max_length, alpha)
 
@@ -195,10 +197,10 @@ def beam_search(
         each row, and their ids: the parent's with the token at ``t``."""
         parents = flat_candidates // vocabulary
         tokens = flat_candidates % vocabulary
-        ids = tf.where(
-            tf.equal(positions, t)[tf.newaxis, tf.newaxis, :],
-            tokens[:, :, tf.newaxis],
-            tf.gather(live_ids, parents, batch_dims=1),
+        ids = ops.where(
+            ops.equal(positions, t)[None, None, :],
+            tokens[:, :, None],
+            take_rows(live_ids, parents),
         )
         return parents, tokens, ids
 
@@ -207,34 +209,34 @@ def beam_search(
         logits = check_logits(logits, end_id, pad_id, forbidden_ids)
         logits = forbid_tokens(logits, forbidden_ids)
         if end_id is not None and (
-            tf.is_tensor(min_length) or min_length > 0
+            is_tensor(min_length) or min_length > 0
         ):
             logits = forbid_token(logits, end_id, t < min_length)
-        vocabulary = tf.shape(logits)[-1]
-        candidate_log_probs = tf.reshape(
-            live_log_probs[:, :, tf.newaxis]
-            + tf.reshape(tf.nn.log_softmax(logits), [-1, width, vocabulary]),
-            [-1, width * vocabulary],
+        vocabulary = ops.shape(logits)[-1]
+        candidate_log_probs = ops.reshape(
+            live_log_probs[:, :, None]
+            + ops.reshape(ops.log_softmax(logits), (-1, width, vocabulary)),
+            (-1, width * vocabulary),
         )
         # Every candidate has length t + 1: the best by log-probability are
         # the best by score.
         if end_id is None:
-            live_log_probs, flat = tf.math.top_k(candidate_log_probs, width)
+            live_log_probs, flat = top_k(candidate_log_probs, width)
             parents, tokens, live_ids = extend(live_ids, flat, vocabulary, t)
         else:
             count = 2 * width
             if logits.shape[-1] is not None:
                 count = min(count, width * logits.shape[-1])
-            top_log_probs, flat = tf.math.top_k(candidate_log_probs, count)
+            top_log_probs, flat = top_k(candidate_log_probs, count)
             parents, tokens, ids = extend(live_ids, flat, vocabulary, t)
-            ends = tf.equal(tokens, end_id)
-            lengths = tf.fill(tf.shape(tokens), t + 1)
+            ends = ops.equal(tokens, end_id)
+            lengths = ops.zeros_like(tokens) + (t + 1)
             # The candidates among the K best that end join the pool; the
             # others score -inf there, behind every real finished one.
-            joins_pool = tf.logical_and(ends, tf.range(count) < width)
+            joins_pool = ops.logical_and(ends, ops.arange(count) < width)
             ending = Hypotheses(
                 ids, lengths, top_log_probs,
-                tf.where(
+                ops.where(
                     joins_pool, top_log_probs / length_penalty(t + 1, alpha),
                     NEG_INF,
                 ),
@@ -242,54 +244,54 @@ def beam_search(
             finished = _keep_best(finished, ending, width)
             # The K best candidates that do not end go on, in score order
             # (the candidates are sorted: rank by position, ends last).
-            rank = tf.cast(count - tf.range(count), "float32")
-            _, going_on = tf.math.top_k(tf.where(ends, -1.0, rank), width)
-            parents = tf.gather(parents, going_on, batch_dims=1)
-            tokens = tf.gather(tokens, going_on, batch_dims=1)
-            live_ids = tf.gather(ids, going_on, batch_dims=1)
-            live_log_probs = tf.gather(top_log_probs, going_on, batch_dims=1)
-        state = gather_beams(state, tf.reshape(parents + row_offsets, [-1]))
+            rank = ops.cast(count - ops.arange(count), "float32")
+            _, going_on = top_k(ops.where(ends, -1.0, rank), width)
+            parents = take_rows(parents, going_on)
+            tokens = take_rows(tokens, going_on)
+            live_ids = take_rows(ids, going_on)
+            live_log_probs = take_rows(top_log_probs, going_on)
+        state = gather_beams(state, ops.reshape(parents + row_offsets, (-1,)))
         return (
-            t + 1, tf.reshape(tokens, [-1]), state, live_ids, live_log_probs,
-            finished,
+            t + 1, ops.reshape(tokens, (-1,)), state, live_ids,
+            live_log_probs, finished,
         )
 
     def cond(t, tokens, state, live_ids, live_log_probs, finished):
         if end_id is None:
-            return tf.constant(True)
+            return ops.convert_to_tensor(True)
         worst_finished = finished.scores[:, -1]
         best_reachable = (
-            tf.reduce_max(live_log_probs, axis=1) / largest_penalty
+            ops.max(live_log_probs, axis=1) / largest_penalty
         )
-        done = tf.logical_and(
+        done = ops.logical_and(
             worst_finished > NEG_INF, worst_finished >= best_reachable
         )
-        return tf.logical_not(tf.reduce_all(done))
+        return ops.logical_not(ops.all(done))
 
-    first_beam_only = tf.concat(
-        [tf.zeros([1]), tf.fill([width - 1], NEG_INF)], axis=0
+    first_beam_only = ops.concatenate(
+        [ops.zeros((1,)), ops.full((width - 1,), NEG_INF)], axis=0
     )
-    no_ids = tf.fill([batch, width, max_length], tf.constant(pad_id, "int32"))
+    no_ids = ops.full((batch, width, max_length), pad_id, "int32")
     no_finished = Hypotheses(
         no_ids,
-        tf.zeros([batch, width], "int32"),
-        tf.fill([batch, width], NEG_INF),
-        tf.fill([batch, width], NEG_INF),
+        ops.zeros((batch, width), "int32"),
+        ops.full((batch, width), NEG_INF, "float32"),
+        ops.full((batch, width), NEG_INF, "float32"),
     )
     loop_vars = (
-        tf.constant(0),
-        tf.repeat(start_ids, width),
+        ops.convert_to_tensor(0, "int32"),
+        ops.repeat(start_ids, width, axis=0),
         tile_batch(state, width),
         no_ids,
-        tf.tile(first_beam_only[tf.newaxis], [batch, 1]),
+        ops.tile(first_beam_only[None], (batch, 1)),
         no_finished,
     )
-    steps, _, _, live_ids, live_log_probs, finished = tf.while_loop(
+    steps, _, _, live_ids, live_log_probs, finished = ops.while_loop(
         cond, body, loop_vars, maximum_iterations=max_length
     )
     live = Hypotheses(
         live_ids,
-        tf.fill(tf.shape(live_log_probs), steps),
+        ops.zeros_like(live_log_probs, "int32") + steps,
         live_log_probs,
         live_log_probs / length_penalty(steps, alpha),
     )

@@ -1,7 +1,13 @@
 """Argument checks shared by the searches: each error names the argument,
 what it received and what was expected."""
 
-import tensorflow as tf
+import keras
+from keras import ops
+
+from kerasrnn.decoding.tensors import backend
+from kerasrnn.decoding.tensors import dtype_name
+from kerasrnn.decoding.tensors import is_tensor
+from kerasrnn.decoding.tensors import rank
 
 
 def check_step_fn(step_fn):
@@ -20,7 +26,7 @@ def check_int(name, value, minimum, allow_none=False):
     how ``Seq2Seq.generate`` traces one graph for every value)."""
     if value is None and allow_none:
         return None
-    if tf.is_tensor(value):
+    if is_tensor(value):
         return scalar_tensor(name, value, "int32")
     if isinstance(value, bool) or not isinstance(value, int) or (
         value < minimum
@@ -36,22 +42,21 @@ def check_int(name, value, minimum, allow_none=False):
 def scalar_tensor(name, value, dtype):
     """A scalar tensor ``value`` cast to ``dtype``; any other shape, or a
     non-numeric dtype, is an error naming ``name``."""
-    if value.shape.rank != 0 or not (
-        value.dtype.is_integer or value.dtype.is_floating
-    ):
+    kind = dtype_name(value)
+    if rank(value) != 0 or not ("int" in kind or "float" in kind):
         raise ValueError(
             f"`{name}` must be a number or a scalar numeric tensor. "
             f"Received: {name} of shape {tuple(value.shape)} and dtype "
-            f"{value.dtype.name}"
+            f"{kind}"
         )
-    return tf.cast(value, dtype)
+    return ops.cast(value, dtype)
 
 
 def check_lengths(max_length, min_length):
     """The lengths checked (ints, or scalar int32 tensors)."""
     max_length = check_int("max_length", max_length, 1)
     min_length = check_int("min_length", min_length, 0)
-    if tf.is_tensor(max_length) or tf.is_tensor(min_length):
+    if is_tensor(max_length) or is_tensor(min_length):
         return max_length, min_length
     if min_length > max_length:
         raise ValueError(
@@ -83,27 +88,27 @@ def check_forbidden_ids(forbidden_ids, end_id):
 
 def check_start_ids(start_ids):
     """``start_ids`` as an int32 ``(B,)`` tensor."""
-    start_ids = tf.convert_to_tensor(start_ids)
-    if start_ids.shape.rank != 1:
+    start_ids = ops.convert_to_tensor(start_ids)
+    if rank(start_ids) != 1:
         raise ValueError(
             "`start_ids` must be a 1-D tensor of token ids, one per batch "
             f"row. Received: shape={tuple(start_ids.shape)}"
         )
-    if not start_ids.dtype.is_integer:
+    if "int" not in dtype_name(start_ids):
         raise TypeError(
             "`start_ids` must hold integer token ids. Received: "
-            f"dtype={start_ids.dtype.name}"
+            f"dtype={dtype_name(start_ids)}"
         )
-    return tf.cast(start_ids, "int32")
+    return ops.cast(start_ids, "int32")
 
 
 def check_state(state, batch_size):
     """Converts every leaf of ``state`` to a tensor and checks its leading
     axis is the batch (when both sizes are known)."""
-    state = tf.nest.map_structure(tf.convert_to_tensor, state)
-    for index, leaf in enumerate(tf.nest.flatten(state)):
-        leading = leaf.shape[0] if leaf.shape.rank else None
-        if leaf.shape.rank == 0 or (
+    state = keras.tree.map_structure(ops.convert_to_tensor, state)
+    for index, leaf in enumerate(keras.tree.flatten(state)):
+        leading = leaf.shape[0] if rank(leaf) else None
+        if rank(leaf) == 0 or (
             leading is not None and batch_size is not None
             and leading != batch_size
         ):
@@ -117,8 +122,8 @@ def check_state(state, batch_size):
 
 def check_logits(logits, end_id, pad_id, forbidden_ids=()):
     """Static checks on the first logits ``step_fn`` returns."""
-    logits = tf.convert_to_tensor(logits)
-    if logits.shape.rank != 2:
+    logits = ops.convert_to_tensor(logits)
+    if rank(logits) != 2:
         raise ValueError(
             "`step_fn` must return logits of shape (batch, vocabulary). "
             f"Received: shape={tuple(logits.shape)}"
@@ -134,29 +139,44 @@ def check_logits(logits, end_id, pad_id, forbidden_ids=()):
                     f"`{name}` must be a token id below the vocabulary "
                     f"size {vocabulary}. Received: {name}={value}"
                 )
-    return tf.cast(logits, "float32")
+    return ops.cast(logits, "float32")
 
 
 def call_step(step_fn, token_ids, state):
     """Calls ``step_fn`` and pins the new state to the old state's
-    structure and shapes (a ``tf.while_loop`` needs both fixed)."""
+    structure and shapes (a loop needs both fixed)."""
     logits, new_state = step_fn(token_ids, state)
     try:
-        tf.nest.assert_same_structure(state, new_state)
+        keras.tree.assert_same_structure(state, new_state)
     except (ValueError, TypeError) as error:
         raise ValueError(
             "`step_fn` must return a state with the structure of the state "
-            f"it received. Received: {tf.nest.map_structure(_shape, state)}"
-            f" -> {tf.nest.map_structure(_shape, new_state)}"
+            f"it received. Received: {keras.tree.map_structure(_shape, state)}"
+            f" -> {keras.tree.map_structure(_shape, new_state)}"
         ) from error
-    new_state = tf.nest.map_structure(
-        lambda new, old: tf.ensure_shape(
-            tf.cast(new, old.dtype), old.shape
-        ),
-        new_state,
-        state,
+    if backend() == "tensorflow":
+        import tensorflow as tf
+
+        return logits, tf.nest.map_structure(
+            lambda new, old: tf.ensure_shape(
+                tf.cast(new, old.dtype), old.shape
+            ),
+            new_state,
+            state,
+        )
+    return logits, keras.tree.map_structure(
+        lambda new, old: _same_shape(ops.cast(new, old.dtype), old),
+        new_state, state,
     )
-    return logits, new_state
+
+
+def _same_shape(new, old):
+    if tuple(new.shape) != tuple(old.shape):
+        raise ValueError(
+            "`step_fn` must return state tensors of the shapes it received. "
+            f"Received: {tuple(old.shape)} -> {tuple(new.shape)}"
+        )
+    return new
 
 
 def _shape(tensor):

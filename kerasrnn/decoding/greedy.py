@@ -1,7 +1,8 @@
 """Token-by-token searches: greedy and sampling (temperature, top-k, top-p).
 
-Both run one ``tf.while_loop`` over fixed-size buffers, so they work
-eagerly, inside ``tf.function`` and under XLA. Each step::
+Both run one loop (``keras.ops.while_loop``: ``tf.while_loop``,
+``lax.while_loop``, a Python loop on PyTorch) over fixed-size buffers, so
+they work eagerly, inside ``tf.function`` and under XLA. Each step::
 
     logits, state = step_fn(tokens, state)            # (B, V)
     logits[forbidden_ids] = -inf     (never generated: padding, BOS)
@@ -15,7 +16,8 @@ A finished row writes ``pad_id`` and adds nothing to its score; the loop
 stops when every row is finished or after ``max_length`` tokens.
 """
 
-import tensorflow as tf
+import keras
+from keras import ops
 
 from kerasrnn.decoding.beam import tile_batch
 from kerasrnn.decoding.checks import call_step
@@ -35,7 +37,10 @@ from kerasrnn.decoding.logits import forbid_tokens
 from kerasrnn.decoding.logits import top_k_filter
 from kerasrnn.decoding.logits import top_p_filter
 from kerasrnn.decoding.result import DecodingResult
-from kerasrnn.requirements import require_tensorflow
+from kerasrnn.decoding.tensors import is_tensor
+from kerasrnn.decoding.tensors import random_seed
+from kerasrnn.decoding.tensors import rank
+from kerasrnn.decoding.tensors import stateless_categorical
 
 
 def greedy_search(
@@ -73,7 +78,6 @@ def greedy_search(
     Returns:
         A ``DecodingResult`` with ``K = 1``.
     """
-    require_tensorflow("kerasrnn.decoding.greedy_search")
     return _token_by_token(
         step_fn, start_ids, initial_state, end_id, max_length, min_length,
         pad_id, forbidden_ids, _argmax,
@@ -112,30 +116,33 @@ def sample(
         top_k: None or an integer >= 1.
         top_p: None or a number in (0, 1].
         num_samples: samples per row (the state is tiled for them).
-        seed: an int or scalar int tensor; None draws one from TensorFlow's
-            global generator (reproducible under
-            ``keras.utils.set_random_seed``).
+        seed: an int or scalar int tensor; None draws one from the global
+            generator (TensorFlow's, or Keras' on JAX and PyTorch;
+            reproducible under ``keras.utils.set_random_seed``). The
+            draws of one seed differ between backends (each has its own
+            generator).
 
     Returns:
         A ``DecodingResult`` with ``K = num_samples``, samples in draw order.
     """
-    require_tensorflow("kerasrnn.decoding.sample")
     temperature = check_temperature(temperature)
     top_k = check_top_k(top_k)
     top_p = check_top_p(top_p)
     check_int("num_samples", num_samples, 1)
     if seed is None:
-        seed = tf.random.uniform([], maxval=2**31 - 1, dtype="int32")
-    elif isinstance(seed, int) and not isinstance(seed, bool):
-        seed = tf.constant(seed, dtype="int32")
+        seed = random_seed()
+    if isinstance(seed, int) and not isinstance(seed, bool):
+        seed = ops.convert_to_tensor(seed, dtype="int32")
     else:
-        seed = tf.convert_to_tensor(seed)
-        if seed.shape.rank != 0 or not seed.dtype.is_integer:
+        seed = ops.convert_to_tensor(seed)
+        if rank(seed) != 0 or "int" not in keras.backend.standardize_dtype(
+            seed.dtype
+        ):
             raise ValueError(
                 "`seed` must be None, an int or a scalar int tensor. "
                 f"Received: seed={seed!r}"
             )
-        seed = tf.cast(seed, "int32")
+        seed = ops.cast(seed, "int32")
 
     def draw(logits, step):
         logits = apply_temperature(logits, temperature)
@@ -143,9 +150,9 @@ def sample(
             logits = top_k_filter(logits, top_k)
         if top_p is not None:
             logits = top_p_filter(logits, top_p)
-        return tf.random.stateless_categorical(
-            logits, 1, seed=tf.stack([seed, step]), dtype="int32"
-        )[:, 0]
+        return stateless_categorical(
+            logits, ops.stack([seed, ops.cast(step, "int32")])
+        )
 
     start_ids = check_start_ids(start_ids)
     if num_samples > 1:
@@ -157,22 +164,26 @@ def sample(
     )
     if num_samples == 1:
         return result
-    return tf.nest.map_structure(
+    return keras.tree.map_structure(
         lambda x: _untile(x, num_samples), result
     )
 
 
 def _argmax(logits, step):
     del step
-    return tf.argmax(logits, axis=-1, output_type="int32")
+    return ops.cast(ops.argmax(logits, axis=-1), "int32")
 
 
 def _untile(tensor, count):
     """``(B*count, 1, ...)`` -> ``(B, count, ...)``."""
-    shape = tf.shape(tensor)
-    return tf.reshape(
-        tensor, tf.concat([[-1, count], shape[2:]], axis=0)
-    )
+    if keras.config.backend() == "tensorflow":
+        import tensorflow as tf
+
+        shape = tf.shape(tensor)
+        return tf.reshape(
+            tensor, tf.concat([[-1, count], shape[2:]], axis=0)
+        )
+    return ops.reshape(tensor, (-1, count, *tensor.shape[2:]))
 
 
 def _token_by_token(
@@ -187,53 +198,53 @@ def _token_by_token(
     start_ids = check_start_ids(start_ids)
     batch_static = start_ids.shape[0]
     state = check_state(initial_state, batch_static)
-    batch = tf.shape(start_ids)[0]
-    positions = tf.range(max_length)
+    batch = ops.shape(start_ids)[0]
+    positions = ops.arange(max_length, dtype="int32")
 
     def body(t, tokens, state, ids, lengths, log_probs, finished):
         logits, state = call_step(step_fn, tokens, state)
         logits = check_logits(logits, end_id, pad_id, forbidden_ids)
         logits = forbid_tokens(logits, forbidden_ids)
         if end_id is not None and (
-            tf.is_tensor(min_length) or min_length > 0
+            is_tensor(min_length) or min_length > 0
         ):
             logits = forbid_token(logits, end_id, t < min_length)
         chosen = select(logits, t)
-        step_log_probs = tf.gather(
-            tf.nn.log_softmax(logits), chosen, batch_dims=1
-        )
-        alive = tf.logical_not(finished)
-        chosen = tf.where(alive, chosen, pad_id)
-        log_probs += tf.where(alive, step_log_probs, 0.0)
-        lengths += tf.cast(alive, "int32")
-        ids = tf.where(
-            tf.equal(positions, t)[tf.newaxis, :], chosen[:, tf.newaxis], ids
+        step_log_probs = ops.take_along_axis(
+            ops.log_softmax(logits), chosen[:, None], axis=1
+        )[:, 0]
+        alive = ops.logical_not(finished)
+        chosen = ops.where(alive, chosen, pad_id)
+        log_probs += ops.where(alive, step_log_probs, 0.0)
+        lengths += ops.cast(alive, "int32")
+        ids = ops.where(
+            ops.equal(positions, t)[None, :], chosen[:, None], ids
         )
         if end_id is not None:
-            finished = tf.logical_or(finished, tf.equal(chosen, end_id))
-            tokens = tf.where(alive, chosen, end_id)
+            finished = ops.logical_or(finished, ops.equal(chosen, end_id))
+            tokens = ops.where(alive, chosen, end_id)
         else:
             tokens = chosen
         return t + 1, tokens, state, ids, lengths, log_probs, finished
 
     def cond(t, tokens, state, ids, lengths, log_probs, finished):
-        return tf.logical_not(tf.reduce_all(finished))
+        return ops.logical_not(ops.all(finished))
 
     loop_vars = (
-        tf.constant(0),
+        ops.convert_to_tensor(0, "int32"),
         start_ids,
         state,
-        tf.fill([batch, max_length], tf.constant(pad_id, "int32")),
-        tf.zeros([batch], "int32"),
-        tf.zeros([batch], "float32"),
-        tf.zeros([batch], "bool"),
+        ops.full((batch, max_length), pad_id, "int32"),
+        ops.zeros((batch,), "int32"),
+        ops.zeros((batch,), "float32"),
+        ops.zeros((batch,), "bool"),
     )
-    _, _, _, ids, lengths, log_probs, _ = tf.while_loop(
+    _, _, _, ids, lengths, log_probs, _ = ops.while_loop(
         cond, body, loop_vars, maximum_iterations=max_length
     )
     return DecodingResult(
-        ids=ids[:, tf.newaxis],
-        lengths=lengths[:, tf.newaxis],
-        scores=log_probs[:, tf.newaxis],
-        log_probs=log_probs[:, tf.newaxis],
+        ids=ids[:, None],
+        lengths=lengths[:, None],
+        scores=log_probs[:, None],
+        log_probs=log_probs[:, None],
     )

@@ -8,8 +8,9 @@ eagerly, with a message naming it, and splits them in two:
   kept per distinct value;
 - ``dynamic``: per-call numbers (``max_length``, ``min_length``,
   ``temperature``, ``top_k``, ``top_p``, ``seed``,
-  ``length_penalty_weight``) as scalar tensors, so one traced graph
-  serves every value.
+  ``length_penalty_weight``); on TensorFlow as scalar tensors, so one
+  traced graph serves every value (elsewhere, where nothing is traced, as
+  the Python numbers).
 
 ``top_k``, ``top_p`` and ``seed`` left at None are absent from both (the
 search then skips that filter, or draws a seed).
@@ -17,7 +18,7 @@ search then skips that filter, or draws a seed).
 
 import inspect
 
-import tensorflow as tf
+import keras
 
 from kerasrnn.decoding.beam import beam_search
 from kerasrnn.decoding.beam import check_length_penalty
@@ -83,7 +84,10 @@ def split_options(method, max_length, options):
             )
     static = {k: v for k, v in values.items() if k in STATIC}
     dynamic = {
-        k: tf.constant(v, DTYPES[k]) for k, v in values.items()
-        if k not in STATIC and v is not None
+        k: v for k, v in values.items() if k not in STATIC and v is not None
     }
+    if keras.config.backend() == "tensorflow":
+        import tensorflow as tf
+
+        dynamic = {k: tf.constant(v, DTYPES[k]) for k, v in dynamic.items()}
     return static, dynamic

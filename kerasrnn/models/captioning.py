@@ -327,7 +327,9 @@ class ImageCaptioner(Seq2Seq):
             )
         result = self.generate(images, method=method, max_length=max_length,
                                **options)
-        return self.target_tokenizer.decode(result.ids.numpy()[:, 0])
+        return self.target_tokenizer.decode(
+            ops.convert_to_numpy(result.ids)[:, 0]
+        )
 
     def get_config(self):
         config = keras.Model.get_config(self)

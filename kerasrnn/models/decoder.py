@@ -10,14 +10,15 @@ with input feeding when attention is on)::
     logits = ã_t W_o + b_o      or ã_t P Eᵀ + b_o  (tied to E)
 
 ``step`` runs it once (generation, export); ``call`` runs it over a
-teacher-forced sequence in a ``tf.while_loop`` with the very same step,
+teacher-forced sequence in the backend's time loop
+(``kerasrnn.layers.time_loop``: ``tf.while_loop``, ``lax.scan``, a Python
+loop on PyTorch) with the very same step,
 feeding, with probability ``p`` per row and step, a token sampled from the
 model's previous output instead of the ground truth (scheduled sampling,
 Bengio et al. 2015).
 """
 
 import keras
-import tensorflow as tf
 from keras import ops
 
 from kerasrnn.cells.registry import resolve_cell
@@ -28,7 +29,9 @@ from kerasrnn.validation import check_rate
 from kerasrnn.models import initializers
 from kerasrnn.models.attention import BahdanauAttention
 from kerasrnn.models.attention import LuongAttention
-from kerasrnn.requirements import require_tensorflow
+from kerasrnn.decoding.tensors import stateless_categorical
+from kerasrnn.decoding.tensors import stateless_uniform
+from kerasrnn.layers.time_loop import run_time_loop
 
 ATTENTIONS = (None, "bahdanau", "luong_dot", "luong_general")
 # The attention half of a decoder state, after the cells' states.
@@ -92,7 +95,6 @@ class RecurrentDecoder(keras.layers.Layer):
         output_initializer=None,
         **kwargs,
     ):
-        require_tensorflow("RecurrentDecoder (its teacher-forced loop)")
         super().__init__(**kwargs)
         self.initializers = initializers.resolve(locals())
         init = self.initializers
@@ -322,63 +324,84 @@ class RecurrentDecoder(keras.layers.Layer):
         draws of scheduled sampling project inside the loop.
         """
         decoder_inputs = ops.cast(decoder_inputs, "int32")
-        tokens = tf.transpose(decoder_inputs)
-        steps = tf.shape(tokens)[0]
-        batch = tf.shape(tokens)[1]
+        batch, steps = ops.shape(decoder_inputs)[:2]
         seed = None
         if sampling_probability is not None:
-            sampling_probability = tf.cast(sampling_probability, "float32")
+            sampling_probability = ops.cast(sampling_probability, "float32")
             seed = keras.random.randint(
                 (2,), 0, 2**30, dtype="int32", seed=self.seed_generator
             )
-
-        def choose(t, token, previous_outputs):
-            def scheduled():
-                pairs = [tf.stack([seed[0] + k, seed[1] + t]) for k in (0, 1)]
-                logits = tf.stop_gradient(self.project(previous_outputs))
-                sampled = tf.random.stateless_categorical(
-                    tf.cast(logits, "float32"), 1, seed=pairs[0],
-                    dtype="int32",
-                )[:, 0]
-                coin = tf.random.stateless_uniform([batch], seed=pairs[1])
-                use = tf.logical_and(coin < sampling_probability, t > 0)
-                return tf.where(use, sampled, token)
-
-            return tf.cond(
-                sampling_probability > 0, scheduled, lambda: token
-            )
-
-        def body(t, previous_outputs, state, outputs_ta, *alignments_ta):
-            token = tokens[t]
-            if seed is not None:
-                token = choose(t, token, previous_outputs)
-            outputs, state, alignments = self.step_outputs(
-                token, state, training=training
-            )
-            alignments_ta = tuple(
-                ta.write(t, alignments) for ta in alignments_ta
-            )
-            return (t + 1, outputs, state, outputs_ta.write(t, outputs),
-                    *alignments_ta)
-
+        # The loop reads, per step, the token and the step index t.
+        positions = ops.broadcast_to(
+            ops.arange(steps, dtype="int32")[None], (batch, steps)
+        )
+        inputs = ops.stack([decoder_inputs, positions], axis=-1)
         dtype = self.compute_dtype
-        loop_vars = (
-            tf.constant(0),
-            tf.zeros([batch, self.units], dtype),
-            state,
-            tf.TensorArray(dtype, size=steps),
-        )
+        previous = ops.zeros((batch, self.units), dtype)
+        flat_state = keras.tree.flatten(state)
+        width = self.units
         if self.feeds_attention:
-            loop_vars += (tf.TensorArray(dtype, size=steps),)
-        result = tf.while_loop(
-            lambda t, *_: t < steps, body, loop_vars,
-            maximum_iterations=steps,
+            width = width + ops.shape(state["memory"])[1]
+
+        def step(inputs_t, loop_states):
+            token, t = inputs_t[:, 0], inputs_t[0, 1]
+            previous_outputs, *flat = loop_states
+            step_state = keras.tree.pack_sequence_as(state, flat)
+            if seed is not None:
+                token = self._scheduled_token(
+                    token, t, previous_outputs, seed, sampling_probability
+                )
+            outputs, step_state, alignments = self.step_outputs(
+                token, step_state, training=training
+            )
+            both = outputs
+            if alignments is not None:
+                both = ops.concatenate(
+                    [outputs, ops.cast(alignments, outputs.dtype)], axis=-1
+                )
+            return both, [outputs, *keras.tree.flatten(step_state)]
+
+        _, both, _ = run_time_loop(
+            step, inputs, [previous, *flat_state],
+            zero_output=ops.zeros((batch, width), dtype),
+            unroll=self._unrolled(training),
         )
-        logits = self.project(tf.transpose(result[3].stack(), [1, 0, 2]))
+        outputs = both[..., :self.units]
+        logits = self.project(outputs)
         alignments = None
         if self.feeds_attention:
-            alignments = tf.transpose(result[4].stack(), [1, 0, 2])
+            alignments = both[..., self.units:]
         return logits, alignments
+
+    def _scheduled_token(self, token, t, previous_outputs, seed,
+                         sampling_probability):
+        """Scheduled sampling at step ``t``: per row, with probability p,
+        a token drawn from the previous step's ``softmax(logits)`` (no
+        gradient) instead of ``token``; never at t = 0. The draws are a
+        function of ``seed (2,)`` and t."""
+
+        def scheduled():
+            pairs = [ops.stack([seed[0] + k, seed[1] + t]) for k in (0, 1)]
+            logits = ops.stop_gradient(self.project(previous_outputs))
+            sampled = stateless_categorical(
+                ops.cast(logits, "float32"), pairs[0]
+            )
+            coin = stateless_uniform(ops.shape(token), pairs[1])
+            use = ops.logical_and(coin < sampling_probability, t > 0)
+            return ops.where(use, sampled, token)
+
+        return ops.cond(sampling_probability > 0, scheduled, lambda: token)
+
+    def _unrolled(self, training):
+        """JAX's ``lax.scan`` body cannot advance a ``SeedGenerator``, so
+        a decoder that draws dropout masks in training runs a Python loop
+        (its length is static on JAX) there."""
+        if not training or keras.config.backend() != "jax":
+            return False
+        return self.dropout > 0 or any(
+            cell.dropout > 0 or cell.recurrent_dropout > 0
+            for cell in self.cells
+        )
 
     def get_config(self):
         config = super().get_config()

@@ -12,6 +12,7 @@ from keras import ops
 from kerasrnn import decoding
 from kerasrnn.validation import check_rate
 from kerasrnn.validation import check_int
+from kerasrnn.decoding.options import DTYPES
 from kerasrnn.decoding.options import split_options
 from kerasrnn.cells.registry import resolve_cell
 from kerasrnn.cells.registry import sequence_layer
@@ -23,7 +24,8 @@ from kerasrnn.validation import check_choice
 from kerasrnn.models.metrics import MaskedTokenAccuracy
 from kerasrnn.models.metrics import Perplexity
 from kerasrnn.models.metrics import SequenceExactMatch
-from kerasrnn.requirements import require_tensorflow
+from kerasrnn.decoding.tensors import is_concrete
+from kerasrnn.decoding.tensors import random_seed
 
 BRIDGES = ("zero", "copy", "dense")
 # Traced generate() graphs kept per model (one per method and static
@@ -144,9 +146,6 @@ class Seq2Seq(keras.Model):
         target_tokenizer=None,
         **kwargs,
     ):
-        require_tensorflow(
-            "Seq2Seq (its teacher-forcing train_step and decoder loop)"
-        )
         super().__init__(**kwargs)
         self.source_tokenizer = _tokenizer(
             "source_tokenizer", source_tokenizer, source_vocabulary_size
@@ -452,11 +451,18 @@ class Seq2Seq(keras.Model):
                 "Targets must be int ids of shape (batch, time). Received: "
                 f"shape={tuple(target.shape)}"
             )
-        tf.debugging.assert_equal(
-            target[:, 0], self.bos_id,
-            message=f"Every target must start with bos_id={self.bos_id} "
-            "(see kerasrnn.models.text.add_bos_eos).",
-        )
+        message = (f"Every target must start with bos_id={self.bos_id} "
+                   "(see kerasrnn.models.text.add_bos_eos).")
+        if keras.config.backend() == "tensorflow":
+            tf.debugging.assert_equal(target[:, 0], self.bos_id,
+                                      message=message)
+        elif is_concrete(target):
+            # (Under a JAX trace the data were checked by fit/evaluate.)
+            first = ops.convert_to_numpy(target[:, 0])
+            if np.any(first != self.bos_id):
+                raise ValueError(
+                    f"{message} Received: first ids {first.tolist()}"
+                )
         labels = target[:, 1:]
         weights = ops.cast(ops.not_equal(labels, self.pad_id), "float32")
         if sample_weight is not None:
@@ -475,7 +481,7 @@ class Seq2Seq(keras.Model):
         Keras' default reduction divides by the local batch size and by
         the number of replicas; the weights are scaled to undo both."""
         total = global_sum(ops.sum(weights))
-        replicas = tf.distribute.get_strategy().num_replicas_in_sync
+        replicas = _replicas()
         size = ops.cast(ops.size(weights) * replicas, "float32")
         normalised = weights * ops.divide_no_nan(size, total)
         loss = self.compute_loss(
@@ -498,42 +504,121 @@ class Seq2Seq(keras.Model):
             source, labels, logits, sample_weight=weights
         )
 
-    def train_step(self, data):
+    def _loss(self, data, training):
+        """The token loss of one batch (teacher forcing; in training with
+        scheduled sampling) and what ``_update_metrics`` reads."""
         source, target, sample_weight = keras.utils.unpack_x_y_sample_weight(
             data
         )
         decoder_inputs, labels, weights = self._shift(target, sample_weight)
-        with tf.GradientTape() as tape:
-            logits, _ = self.teacher_forced(
-                source, decoder_inputs,
-                sampling_probability=self.sampling_probability,
-                training=True,
-            )
-            loss, total = self._token_loss(
-                source, labels, logits, weights, True
-            )
-            scaled = self.optimizer.scale_loss(loss)
-        variables = self.trainable_variables
-        gradients = tape.gradient(scaled, variables)
-        self.optimizer.apply(gradients, variables)
-        return self._update_metrics(
-            source, labels, logits, weights, loss, total
+        logits, _ = self.teacher_forced(
+            source, decoder_inputs,
+            sampling_probability=(
+                self.sampling_probability if training else None),
+            training=training,
         )
-
-    def test_step(self, data):
-        source, target, sample_weight = keras.utils.unpack_x_y_sample_weight(
-            data
-        )
-        decoder_inputs, labels, weights = self._shift(target, sample_weight)
-        logits, _ = self.teacher_forced(source, decoder_inputs)
         loss, total = self._token_loss(
-            source, labels, logits, weights, False
+            source, labels, logits, weights, training
         )
-        return self._update_metrics(
-            source, labels, logits, weights, loss, total
+        return loss, (source, labels, logits, weights, loss, total)
+
+    # Each backend's train_step is the one of the Keras guides
+    # "Customizing what happens in fit()": a GradientTape on TensorFlow,
+    # jax.value_and_grad of a stateless loss on JAX, backward() on PyTorch;
+    # the loss, the metrics and the update are the same code.
+
+    def train_step(self, *args):
+        backend = keras.config.backend()
+        if backend == "jax":
+            return self._jax_train_step(*args)
+        (data,) = args
+        variables = self.trainable_variables
+        if backend == "tensorflow":
+            with tf.GradientTape() as tape:
+                loss, outputs = self._loss(data, True)
+                scaled = self.optimizer.scale_loss(loss)
+            gradients = tape.gradient(scaled, variables)
+            self.optimizer.apply(gradients, variables)
+        else:
+            import torch
+
+            self.zero_grad()
+            loss, outputs = self._loss(data, True)
+            self.optimizer.scale_loss(loss).backward()
+            gradients = [variable.value.grad for variable in variables]
+            with torch.no_grad():
+                self.optimizer.apply(gradients, variables)
+        return self._update_metrics(*outputs)
+
+    def test_step(self, *args):
+        if keras.config.backend() == "jax":
+            return self._jax_test_step(*args)
+        (data,) = args
+        _, outputs = self._loss(data, False)
+        return self._update_metrics(*outputs)
+
+    def _jax_loss(self, trainable, non_trainable, metrics, data, training,
+                  optimizer=None):
+        """``_loss`` as a pure function of the variables' values (for
+        ``jax.value_and_grad``): ``(scaled loss, (outputs, non_trainable,
+        metrics))`` with the values the step left (seed generators...)."""
+        mapping = [
+            *zip(self.trainable_variables, trainable),
+            *zip(self.non_trainable_variables, non_trainable),
+            *zip(self.metrics_variables, metrics),
+        ]
+        if optimizer is not None:
+            mapping += list(zip(self.optimizer.variables, optimizer))
+        with keras.StatelessScope(state_mapping=mapping) as scope:
+            loss, outputs = self._loss(data, training)
+            scaled = self.optimizer.scale_loss(loss) if training else loss
+        return scaled, (
+            outputs,
+            _current(scope, self.non_trainable_variables),
+            _current(scope, self.metrics_variables),
         )
 
-    def predict_step(self, data):
+    def _jax_metrics(self, metrics, outputs):
+        with keras.StatelessScope(
+            state_mapping=list(zip(self.metrics_variables, metrics))
+        ) as scope:
+            logs = self._update_metrics(*outputs)
+        return logs, _current(scope, self.metrics_variables)
+
+    def _jax_train_step(self, state, data):
+        import jax
+
+        trainable, non_trainable, optimizer, metrics = state
+        (_, (outputs, non_trainable, metrics)), gradients = (
+            jax.value_and_grad(self._jax_loss, has_aux=True)(
+                trainable, non_trainable, metrics, data, True, optimizer
+            )
+        )
+        trainable, optimizer = self.optimizer.stateless_apply(
+            optimizer, gradients, trainable
+        )
+        logs, metrics = self._jax_metrics(metrics, outputs)
+        return logs, (trainable, non_trainable, optimizer, metrics)
+
+    def _jax_test_step(self, state, data):
+        trainable, non_trainable, metrics = state
+        _, (outputs, non_trainable, metrics) = self._jax_loss(
+            trainable, non_trainable, metrics, data, False
+        )
+        logs, metrics = self._jax_metrics(metrics, outputs)
+        return logs, (trainable, non_trainable, metrics)
+
+    def predict_step(self, *args):
+        if keras.config.backend() == "jax":
+            (trainable, non_trainable), data = args
+            mapping = [*zip(self.trainable_variables, trainable),
+                       *zip(self.non_trainable_variables, non_trainable)]
+            with keras.StatelessScope(state_mapping=mapping) as scope:
+                ids = self._predict_ids(data)
+            return ids, _current(scope, self.non_trainable_variables)
+        return self._predict_ids(*args)
+
+    def _predict_ids(self, data):
         source, _, _ = keras.utils.unpack_x_y_sample_weight(data)
         if isinstance(source, (tuple, list)):
             source = source[0]
@@ -571,8 +656,8 @@ class Seq2Seq(keras.Model):
                 f"`source` has {length} steps, more than "
                 f"max_source_length={self.max_source_length}."
             )
-        if tf.executing_eagerly():
-            values = np.asarray(source)
+        if is_concrete(source):
+            values = ops.convert_to_numpy(source)
             if values.size and (
                 values.min() < 0
                 or values.max() >= self.source_vocabulary_size
@@ -591,7 +676,7 @@ class Seq2Seq(keras.Model):
 
     def _search(self, source, method, max_length, **options):
         state = self.encode(source)
-        start = tf.fill([tf.shape(source)[0]], self.bos_id)
+        start = ops.full((ops.shape(source)[0],), self.bos_id, "int32")
         return decoding.decode(
             self.decode_step, start, state, end_id=self.eos_id,
             max_length=max_length, method=method, pad_id=self.pad_id,
@@ -608,6 +693,9 @@ class Seq2Seq(keras.Model):
         tensors, so changing them costs no new trace; a graph is kept per
         method and ``beam_width``/``num_return``/``num_samples``, at most
         ``GENERATE_CACHE_SIZE`` of them (least recently used dropped).
+        The graph is a ``tf.function`` on TensorFlow and a ``jax.jit``
+        function on JAX (there ``max_length``, which sets the buffers'
+        shapes, is part of the key); PyTorch runs the search eagerly.
 
         Args:
             source: int ids ``(B, S)``, padded with ``pad_id``.
@@ -629,23 +717,60 @@ class Seq2Seq(keras.Model):
             max_length = self.max_target_length
         static, dynamic = split_options(method, max_length, options)
         source = self.check_source(source)
+        backend = keras.config.backend()
+        if backend != "tensorflow" and method == "sample" and (
+            "seed" not in dynamic
+        ):
+            # Drawn here, eagerly (a JAX trace cannot use the global
+            # generator).
+            dynamic["seed"] = random_seed()
+        if backend == "torch":
+            return self._search(source, method, **static, **dynamic)
+        if backend == "jax":
+            # max_length sets the buffers' shapes: static under jax.jit.
+            static = dict(static, max_length=dynamic.pop("max_length"))
         key = (method, tuple(sorted(static.items())), tuple(sorted(dynamic)))
         function = self._generate_functions.pop(key, None)
         if function is None:
-            function = tf.function(
-                lambda ids, values: self._search(
-                    ids, method, **static, **values
-                ),
-                input_signature=[
-                    self.source_spec(),
-                    {k: tf.TensorSpec([], v.dtype)
-                     for k, v in dynamic.items()},
-                ],
-            )
+            build = (self._jax_generate_function if backend == "jax"
+                     else self._tf_generate_function)
+            function = build(method, static, dynamic)
         self._generate_functions[key] = function
         while len(self._generate_functions) > GENERATE_CACHE_SIZE:
             self._generate_functions.popitem(last=False)
         return function(source, dynamic)
+
+    def _tf_generate_function(self, method, static, dynamic):
+        """One ``tf.function`` of the search, the dynamic options as scalar
+        tensors."""
+        return tf.function(
+            lambda ids, values: self._search(ids, method, **static, **values),
+            input_signature=[
+                self.source_spec(),
+                {k: tf.TensorSpec([], v.dtype) for k, v in dynamic.items()},
+            ],
+        )
+
+    def _jax_generate_function(self, method, static, dynamic):
+        """The search as one ``jax.jit`` function of the variables' values,
+        the source and the dynamic options (scalar arrays)."""
+        import jax
+
+        variables = [*self.trainable_variables, *self.non_trainable_variables]
+
+        def search(values, ids, options):
+            with keras.StatelessScope(
+                state_mapping=list(zip(variables, values))
+            ):
+                return self._search(ids, method, **static, **options)
+
+        compiled = jax.jit(search)
+
+        def function(ids, options):
+            options = {k: np.asarray(v, DTYPES[k]) for k, v in options.items()}
+            return compiled([v.value for v in variables], ids, options)
+
+        return function
 
     def generate_text(self, texts, method="greedy", max_length=None,
                       **options):
@@ -666,10 +791,12 @@ class Seq2Seq(keras.Model):
             raise ValueError(
                 f"Text {int(empty[0])} has no tokens: {texts[empty[0]]!r}"
             )
-        source = ids.to_tensor(default_value=self.pad_id)
+        source = ids.to_tensor(default_value=self.pad_id).numpy()
         result = self.generate(source, method=method, max_length=max_length,
                                **options)
-        return self.target_tokenizer.decode(result.ids.numpy()[:, 0])
+        return self.target_tokenizer.decode(
+            ops.convert_to_numpy(result.ids)[:, 0]
+        )
 
     def get_config(self):
         config = super().get_config()
@@ -769,11 +896,29 @@ def _tokenizer(name, tokenizer, vocabulary_size, bos_id=None, eos_id=None):
 
 def global_sum(value):
     """``value`` summed over the replicas of a ``tf.distribute`` strategy
-    (itself outside one, or on one replica)."""
+    (itself outside one, on one replica, or off TensorFlow)."""
+    if keras.config.backend() != "tensorflow":
+        return value
     context = tf.distribute.get_replica_context()
     if context is None or context.num_replicas_in_sync == 1:
         return value
     return context.all_reduce(tf.distribute.ReduceOp.SUM, value)
+
+
+def _replicas():
+    """Replicas in sync: a ``tf.distribute`` strategy's, 1 elsewhere."""
+    if keras.config.backend() != "tensorflow":
+        return 1
+    return tf.distribute.get_strategy().num_replicas_in_sync
+
+
+def _current(scope, variables):
+    """The values a ``StatelessScope`` left for ``variables``."""
+    values = []
+    for variable in variables:
+        value = scope.get_current_value(variable)
+        values.append(variable.value if value is None else value)
+    return values
 
 
 def _check_ids(what, name, ids, size):

@@ -79,9 +79,12 @@ class Tokenizer:
             split = "character"
         else:
             standardize, split = split_punctuation, "whitespace"
+        # Ragged output is TensorFlow's only; elsewhere the layer pads with
+        # id 0, which no token has (``encode`` strips it again).
         return keras.layers.TextVectorization(
             max_tokens=max_tokens, standardize=standardize, split=split,
-            ragged=True, vocabulary=vocabulary,
+            ragged=keras.config.backend() == "tensorflow",
+            vocabulary=vocabulary,
         )
 
     def adapt(self, texts):
@@ -159,7 +162,12 @@ class Tokenizer:
         self._check_ready()
         if isinstance(texts, str):
             texts = [texts]
-        ids = tf.cast(self.layer(tf.constant(list(texts))), "int32")
+        ids = self.layer(tf.constant(list(texts)))
+        if not isinstance(ids, tf.RaggedTensor):
+            ids = tf.RaggedTensor.from_tensor(
+                keras.ops.convert_to_numpy(ids), padding=0
+            )
+        ids = tf.cast(ids, "int32")
         if bos_eos:
             ids = add_bos_eos(ids, self.bos_id, self.eos_id)
         return ids
