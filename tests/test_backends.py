@@ -289,9 +289,11 @@ def test_keras_file_moves_between_backends(source, tmp_path):
 
 
 def test_tensorflow_only_parts_say_so():
-    """The TBPTT trainer and the SavedModel export are TensorFlow's:
-    elsewhere they refuse with an error naming the backend. Seq2Seq and
-    the decoders run on every backend (``test_backends_seq2seq.py``)."""
+    """The SavedModel export, ``stream_dataset`` (tf.data), the gradient
+    tapes of the diagnostics and ``TBPTTTrainer(strategy=...)`` are
+    TensorFlow's: elsewhere they refuse with an error naming the backend.
+    Seq2Seq, the decoders (``test_backends_seq2seq.py``) and the TBPTT
+    trainer (``test_backends_lm.py``) run on every backend."""
     from kerasrnn import decoding
     from kerasrnn.export import saved_model
     from kerasrnn.models import Seq2Seq
@@ -309,19 +311,37 @@ def test_tensorflow_only_parts_say_so():
     def export():
         return saved_model.to_saved_model(_classifier(), "/nonexistent")
 
-    def tbptt():
+    def tbptt(**options):
         from kerasrnn.models import LanguageModel
         from kerasrnn.models.lm_training import TBPTTTrainer
 
         return TBPTTTrainer(LanguageModel(8, embedding_dim=4, units=4),
-                            batch_size=2, num_steps=3)
+                            batch_size=2, num_steps=3, **options)
+
+    def distributed():
+        return tbptt(strategy=object())
+
+    def dataset():
+        from kerasrnn.models.lm_data import stream_dataset
+
+        return stream_dataset(np.arange(40), 2, 3)
+
+    def flow():
+        from kerasrnn.diagnostics import gradient_flow
+
+        model = keras.Sequential([keras.Input((5, 2)), kerasrnn.LSTM(3),
+                                  keras.layers.Dense(1)])
+        return gradient_flow(model, np.zeros((2, 5, 2), "float32"),
+                             np.zeros((2, 1), "float32"), loss="mse")
 
     build()
     assert tuple(search().ids.shape) == (2, 1, 3)
+    tbptt()
     if BACKEND == "tensorflow":
-        tbptt()
+        dataset()
+        flow()
         return
-    for attempt in (export, tbptt):
+    for attempt in (export, distributed, dataset, flow):
         with pytest.raises(RuntimeError, match="TensorFlow backend only"):
             attempt()
 
@@ -397,3 +417,42 @@ def test_torch_kernel_parameters_follow_every_weight_change():
     optimizer.apply([v.value.grad for v in layer.trainable_variables],
                     layer.trainable_variables)
     check("an optimizer step")
+
+
+@pytest.mark.skipif(BACKEND == "tensorflow", reason="TensorFlow's own backend")
+def test_kerasrnn_runs_without_tensorflow_installed():
+    """Off TensorFlow, kerasrnn needs no TensorFlow (the GPU machines have
+    none): with ``import tensorflow`` made to fail, every package loads, a
+    Seq2Seq trains and generates, and a tokenizer says what it needs."""
+    script = """
+import sys
+sys.modules["tensorflow"] = None   # as if it were not installed
+import numpy as np
+import kerasrnn, kerasrnn.models, kerasrnn.decoding, kerasrnn.export
+import kerasrnn.training, kerasrnn.diagnostics, kerasrnn.trees, kerasrnn.cli
+from kerasrnn.models import Seq2Seq
+from kerasrnn.models.text import Tokenizer
+model = Seq2Seq(8, 8, bos_id=1, eos_id=2, embedding_dim=4, units=4)
+rng = np.random.default_rng(0)
+source = rng.integers(3, 8, (16, 5)).astype("int32")
+target = np.concatenate([np.ones((16, 1), "int32"), source,
+                         np.full((16, 1), 2, "int32")], axis=1)
+model.compile()
+model.fit(source, target, epochs=1, batch_size=8, verbose=0)
+ids = model.generate(source[:2], method="beam", beam_width=2,
+                     max_length=4).ids
+assert tuple(ids.shape)[:2] == (2, 1), ids.shape
+try:
+    Tokenizer("char").adapt(["abc"])
+except ImportError as error:
+    assert "needs TensorFlow" in str(error), error
+else:
+    raise AssertionError("a tokenizer was built without TensorFlow")
+assert "tensorflow" not in [m for m in sys.modules if sys.modules[m]]
+print("ok")
+"""
+    result = subprocess.run([sys.executable, "-c", script],
+                            capture_output=True, text=True, timeout=300,
+                            env={**os.environ, "KERAS_BACKEND": BACKEND})
+    assert result.returncode == 0 and result.stdout.strip() == "ok", (
+        result.stdout[-1000:] + result.stderr[-3000:])

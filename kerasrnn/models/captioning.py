@@ -29,7 +29,6 @@ import collections
 
 import keras
 import numpy as np
-import tensorflow as tf
 from keras import ops
 
 from kerasrnn.cells.registry import serialize_cell
@@ -298,6 +297,8 @@ class ImageCaptioner(Seq2Seq):
         return ops.cast(source, "float32")
 
     def source_spec(self):
+        import tensorflow as tf
+
         return tf.TensorSpec([None, *self.image_shape], "float32")
 
     def check_pairs(self, source, target, what="training data"):

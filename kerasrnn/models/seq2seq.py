@@ -3,10 +3,10 @@ with teacher forcing and scheduled sampling, decoding through
 ``kerasrnn.decoding``."""
 
 import collections
+import sys
 
 import keras
 import numpy as np
-import tensorflow as tf
 from keras import ops
 
 from kerasrnn import decoding
@@ -454,6 +454,8 @@ class Seq2Seq(keras.Model):
         message = (f"Every target must start with bos_id={self.bos_id} "
                    "(see kerasrnn.models.text.add_bos_eos).")
         if keras.config.backend() == "tensorflow":
+            import tensorflow as tf
+
             tf.debugging.assert_equal(target[:, 0], self.bos_id,
                                       message=message)
         elif is_concrete(target):
@@ -534,6 +536,8 @@ class Seq2Seq(keras.Model):
         (data,) = args
         variables = self.trainable_variables
         if backend == "tensorflow":
+            import tensorflow as tf
+
             with tf.GradientTape() as tape:
                 loss, outputs = self._loss(data, True)
                 scaled = self.optimizer.scale_loss(loss)
@@ -672,6 +676,8 @@ class Seq2Seq(keras.Model):
     def source_spec(self):
         """The ``tf.TensorSpec`` of the sources ``generate`` traces for:
         int32 ids ``(B, S)``."""
+        import tensorflow as tf
+
         return tf.TensorSpec([None, None], "int32")
 
     def _search(self, source, method, max_length, **options):
@@ -743,6 +749,8 @@ class Seq2Seq(keras.Model):
     def _tf_generate_function(self, method, static, dynamic):
         """One ``tf.function`` of the search, the dynamic options as scalar
         tensors."""
+        import tensorflow as tf
+
         return tf.function(
             lambda ids, values: self._search(ids, method, **static, **values),
             input_signature=[
@@ -899,6 +907,8 @@ def global_sum(value):
     (itself outside one, on one replica, or off TensorFlow)."""
     if keras.config.backend() != "tensorflow":
         return value
+    import tensorflow as tf
+
     context = tf.distribute.get_replica_context()
     if context is None or context.num_replicas_in_sync == 1:
         return value
@@ -909,6 +919,8 @@ def _replicas():
     """Replicas in sync: a ``tf.distribute`` strategy's, 1 elsewhere."""
     if keras.config.backend() != "tensorflow":
         return 1
+    import tensorflow as tf
+
     return tf.distribute.get_strategy().num_replicas_in_sync
 
 
@@ -944,7 +956,9 @@ def _first_pair(x, y):
     (``(source, target[, weights])``); ``(None, None)`` for input it
     cannot look into without consuming it (a Python generator or a
     ``keras.utils.PyDataset``, checked batch by batch in the graph)."""
-    if isinstance(x, tf.data.Dataset):
+    # Datasets and tf.Tensors exist only once TensorFlow is imported.
+    tf = sys.modules.get("tensorflow")
+    if tf is not None and isinstance(x, tf.data.Dataset):
         x, y, _ = keras.utils.unpack_x_y_sample_weight(
             next(iter(x.take(1)))
         )
@@ -952,7 +966,8 @@ def _first_pair(x, y):
         x, y = x[0], x[1]
     if isinstance(x, (dict, tuple, list)) or y is None:
         return None, None
-    if not isinstance(x, (np.ndarray, tf.Tensor)) and not hasattr(
+    tensor = (tf.Tensor,) if tf is not None else ()
+    if not isinstance(x, (np.ndarray, *tensor)) and not hasattr(
         x, "__array__"
     ):
         return None, None

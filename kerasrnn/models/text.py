@@ -14,7 +14,6 @@ import string
 
 import keras
 import numpy as np
-import tensorflow as tf
 
 BOS, EOS = "[BOS]", "[EOS]"
 LEVELS = ("char", "word")
@@ -23,9 +22,27 @@ LEVELS = ("char", "word")
 _PUNCTUATION = "[" + re.escape(string.punctuation + "¡¿«»…’") + "]"
 
 
+def _tensorflow():
+    """TensorFlow, which ``TextVectorization``, ``tf.strings`` and
+    ``tf.data`` need whatever the Keras backend (it installs beside JAX or
+    torch); imported when a tokenizer or a pipeline is used, so
+    ``kerasrnn.models`` loads without it."""
+    try:
+        import tensorflow
+    except ImportError:
+        raise ImportError(
+            "kerasrnn.models.text (the tokenizers and tf.data pipelines) "
+            "needs TensorFlow: keras.layers.TextVectorization, tf.strings "
+            "and tf.data are TensorFlow's on every Keras backend. "
+            "pip install tensorflow (it installs beside jax or torch)."
+        ) from None
+    return tensorflow
+
+
 def split_punctuation(text):
     """Lower-cases and puts spaces around punctuation (a TF op, usable as
     ``TextVectorization(standardize=...)``)."""
+    tf = _tensorflow()
     text = tf.strings.lower(text)
     text = tf.strings.regex_replace(text, _PUNCTUATION, r" \0 ")
     return tf.strings.strip(tf.strings.regex_replace(text, r"\s+", " "))
@@ -81,6 +98,7 @@ class Tokenizer:
             standardize, split = split_punctuation, "whitespace"
         # Ragged output is TensorFlow's only; elsewhere the layer pads with
         # id 0, which no token has (``encode`` strips it again).
+        _tensorflow()   # TextVectorization runs on TensorFlow
         return keras.layers.TextVectorization(
             max_tokens=max_tokens, standardize=standardize, split=split,
             ragged=keras.config.backend() == "tensorflow",
@@ -89,6 +107,7 @@ class Tokenizer:
 
     def adapt(self, texts):
         """Builds the vocabulary from an iterable of strings."""
+        tf = _tensorflow()
         layer = self._make_layer(
             max_tokens=None if self.max_tokens is None
             else self.max_tokens - 2
@@ -159,6 +178,7 @@ class Tokenizer:
     def encode(self, texts, bos_eos=False):
         """Ids of each text as a ``tf.RaggedTensor (N, None)``; with
         ``bos_eos`` each row is ``[bos, ..., eos]``."""
+        tf = _tensorflow()
         self._check_ready()
         if isinstance(texts, str):
             texts = [texts]
@@ -175,6 +195,7 @@ class Tokenizer:
     def decode(self, ids):
         """Texts from ids ``(N, T)`` (array, tensor or ragged): each row
         stops at its first EOS; padding and BOS are dropped."""
+        tf = _tensorflow()
         self._check_ready()
         if isinstance(ids, tf.RaggedTensor):
             ids = ids.to_list()
@@ -196,6 +217,7 @@ class Tokenizer:
 
 def add_bos_eos(ids, bos_id, eos_id):
     """``[bos, *row, eos]`` for each row of a ragged ``(N, None)`` tensor."""
+    tf = _tensorflow()
     if not isinstance(ids, tf.RaggedTensor):
         ids = tf.RaggedTensor.from_tensor(tf.convert_to_tensor(ids))
     rows = ids.nrows()
@@ -205,6 +227,7 @@ def add_bos_eos(ids, bos_id, eos_id):
 
 def pad(ids, pad_id=0, length=None):
     """A dense ``(N, length)`` int32 array from ragged ids (right padded)."""
+    tf = _tensorflow()
     if isinstance(ids, tf.RaggedTensor):
         shape = None if length is None else [None, length]
         return ids.to_tensor(default_value=pad_id, shape=shape).numpy()
@@ -239,6 +262,7 @@ def bucketed_dataset(
         Keras' ``fit`` neither warns that the input "ran out of data" nor
         cuts a later epoch to the first one's length.
     """
+    tf = _tensorflow()
     sources = _ragged("sources", sources)
     targets = _ragged("targets", targets)
     if sources.nrows() != targets.nrows():
@@ -296,6 +320,7 @@ def bucketed_dataset(
 
 
 def _ragged(name, ids):
+    tf = _tensorflow()
     if isinstance(ids, tf.RaggedTensor):
         return tf.cast(ids, "int32")
     try:
