@@ -30,11 +30,13 @@ test: $(VENV)/.installed $(TRITON_VENV)/.installed
 		$(PY) -m pytest -n 2 -q
 	# The backend-parity subset on Keras' JAX and torch backends: every
 	# layer and fast path against the NumPy equations and the generic loop,
-	# the TBPTT trainer against TensorFlow and finite differences
+	# the TBPTT trainer against TensorFlow and finite differences, Seq2Seq,
+	# the decoders and the captioner against TensorFlow
 	# (on torch also the whole NumPy-reference suite but its float64
 	# central differences, which Keras computes in float32 off TensorFlow).
 	KERAS_BACKEND=jax $(PY) -m pytest -n 2 -q tests/test_backends.py \
-		tests/test_backends_lm.py
+		tests/test_backends_lm.py tests/test_backends_seq2seq.py
 	KERAS_BACKEND=torch $(PY) -m pytest -n 2 -q tests/test_backends.py \
-		tests/test_backends_lm.py tests/test_numpy_reference.py \
+		tests/test_backends_lm.py tests/test_backends_seq2seq.py \
+		tests/test_numpy_reference.py \
 		-k "not test_cell_gradient and not test_rnn_gradient"
