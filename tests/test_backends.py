@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 from backend_autodiff import gradients
 from keras import ops
+from on_backend import run_on_backend
 from reference import numpy_rnn as ref
 from test_numpy_reference import KIND_CONFIGS
 from test_numpy_reference import assert_close
@@ -277,10 +278,7 @@ def test_keras_file_moves_between_backends(source, tmp_path):
     path, outputs = tmp_path / "model.keras", tmp_path / "outputs.npy"
     code = _SAVE.format(tests=os.path.dirname(__file__), path=str(path),
                         outputs=str(outputs))
-    env = dict(os.environ, KERAS_BACKEND=source, TF_CPP_MIN_LOG_LEVEL="3")
-    done = subprocess.run([sys.executable, "-c", code], env=env,
-                          capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-2000:]
+    run_on_backend(source, code)
     model = keras.saving.load_model(path)
     ids, _ = _classification_data()
     assert_close(model(ids[:8]), np.load(outputs).astype(np.float64),

@@ -16,13 +16,12 @@ References, both independent of the backend under test:
 import json
 import math
 import os
-import subprocess
-import sys
 
 import keras
 import numpy as np
 import pytest
 from keras import ops
+from on_backend import run_on_backend
 from reference import numpy_rnn as ref
 
 from kerasrnn.models import LanguageModel
@@ -206,11 +205,7 @@ def tensorflow_reference(tmp_path_factory):
     path = tmp_path_factory.mktemp("tensorflow") / "reference.npz"
     code = _REFERENCE.format(tests=os.path.dirname(__file__),
                              path=str(path))
-    env = dict(os.environ, KERAS_BACKEND="tensorflow",
-               TF_CPP_MIN_LOG_LEVEL="3")
-    done = subprocess.run([sys.executable, "-c", code], env=env,
-                          capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-3000:]
+    run_on_backend("tensorflow", code)
     with np.load(path) as saved:
         return {name: saved[name] for name in saved.files}
 

@@ -16,14 +16,13 @@ generation, and the clear errors of bad input.
 """
 
 import os
-import subprocess
-import sys
 
 import keras
 import numpy as np
 import parity
 import pytest
 from keras import ops
+from on_backend import run_on_backend
 
 from kerasrnn.models import ImageCaptioner
 from kerasrnn.models import ScheduledSampling
@@ -156,11 +155,7 @@ def tensorflow_results(tmp_path_factory):
     else:
         code = _COMPUTE.format(tests=os.path.dirname(__file__),
                                path=str(path))
-        env = dict(os.environ, KERAS_BACKEND="tensorflow",
-                   TF_CPP_MIN_LOG_LEVEL="3")
-        done = subprocess.run([sys.executable, "-c", code], env=env,
-                              capture_output=True, text=True, timeout=600)
-        assert done.returncode == 0, done.stderr[-3000:]
+        run_on_backend("tensorflow", code, timeout=600)
     with np.load(path) as results:
         return dict(results)
 

@@ -378,22 +378,17 @@ def _check_image_encoder(encoder):
             f"`image_encoder` '{encoder.name}' has no known input shape: "
             f"build it on keras.Input((H, W, C)) ({error})."
         ) from None
-    if not isinstance(input_shape, tuple) or len(input_shape) != 4 or any(
-        size is None for size in input_shape[1:]
+    for shape, wanted in (
+        (input_shape, "take one image input of a known shape (B, H, W, C). "
+         f"Received: input_shape={input_shape}"),
+        (output_shape, "output a feature map (B, h, w, D) (no pooling or "
+         f"top). Received: output_shape={output_shape}"),
     ):
-        raise ValueError(
-            f"`image_encoder` '{encoder.name}' must take one image input of "
-            f"a known shape (B, H, W, C). Received: input_shape="
-            f"{input_shape}"
-        )
-    if not isinstance(output_shape, tuple) or len(output_shape) != 4 or any(
-        size is None for size in output_shape[1:]
-    ):
-        raise ValueError(
-            f"`image_encoder` '{encoder.name}' must output a feature map "
-            f"(B, h, w, D) (no pooling or top). Received: output_shape="
-            f"{output_shape}"
-        )
+        if not isinstance(shape, tuple) or len(shape) != 4 or any(
+            size is None for size in shape[1:]
+        ):
+            raise ValueError(
+                f"`image_encoder` '{encoder.name}' must {wanted}")
     return encoder
 
 
