@@ -101,10 +101,11 @@ def test_a_killed_worker_is_replaced(workers):
     pids = worker_pids(workers)
     os.kill(pids[0], signal.SIGKILL)
     # Connections queued on the killed worker's socket are reset (as with
-    # any SO_REUSEPORT server); once it is gone, the other one answers
-    # every new connection while a replacement starts.
-    wait_for(lambda: pids[0] not in worker_pids(workers), 30,
-             "the killed worker was not reaped")
+    # any SO_REUSEPORT server); once it is gone (reaped: the parent says
+    # so), the other one answers every new connection while a
+    # replacement starts.
+    wait_for(lambda: f"worker {pids[0]} exited with code -9" in
+             workers.log(), 30, "the killed worker was not reaped")
     for _ in range(10):
         status, _, _ = call(workers, "/v1/predict", {"inputs": [[4, 5]]})
         assert status == 200
