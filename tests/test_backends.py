@@ -53,14 +53,6 @@ def expected_fast_path(kind, arguments, training, mask=None):
     layer)."""
     if BACKEND == "jax":
         return "scan"
-    if BACKEND == "tensorflow":
-        # The fused backward knows the derivatives of these activations.
-        known = {"tanh", "sigmoid", "relu", "linear"}
-        used = {arguments.get("activation", "tanh"),
-                arguments.get("recurrent_activation", "sigmoid")}
-        if not used <= known:
-            return "generic"
-        return "fused" if training else "forward"
     spec = cell_spec(kind)
     activation = arguments.get("activation", "tanh")
     kernel = (
@@ -71,6 +63,22 @@ def expected_fast_path(kind, arguments, training, mask=None):
         and arguments.get("reset_after", True)
         and not (training and arguments.get("recurrent_dropout", 0) > 0)
     )
+    if BACKEND == "tensorflow":
+        import tensorflow as tf
+
+        # With a GPU: cuDNN by Keras' route (LSTM and GRU, with a bias;
+        # a mask is decided in the graph).
+        if (kernel and spec.torch_module in ("LSTM", "GRU")
+                and arguments.get("use_bias", True)
+                and tf.config.list_logical_devices("GPU")):
+            return "cudnn"
+        # The fused backward knows the derivatives of these activations.
+        known = {"tanh", "sigmoid", "relu", "linear"}
+        used = {arguments.get("activation", "tanh"),
+                arguments.get("recurrent_activation", "sigmoid")}
+        if not used <= known:
+            return "generic"
+        return "fused" if training else "forward"
     if mask is not None:
         lengths = mask.sum(axis=1)
         steps = np.arange(mask.shape[1])
@@ -365,7 +373,9 @@ def test_trained_classifier_exports_to_onnx_and_serves(tmp_path):
 
 def test_use_cudnn_false_keeps_torch_off_its_fused_kernel():
     """Keras' ``use_cudnn``: on torch, False runs the generic loop (the
-    kernel is cuDNN's on CUDA); elsewhere the loop does not change."""
+    kernel is cuDNN's on CUDA); on TensorFlow it keeps the fused loop
+    (with a GPU "auto" runs cuDNN: ``test_cudnn_route.py``); on JAX the
+    loop does not change."""
     layers = {flag: kerasrnn.LSTM(3, use_cudnn=flag) for flag in
               ("auto", False)}
     for layer in layers.values():
@@ -375,8 +385,9 @@ def test_use_cudnn_false_keeps_torch_off_its_fused_kernel():
     if BACKEND == "torch":
         assert paths == {"auto": "torch_kernel", False: "generic"}
     else:
-        assert paths["auto"] == paths[False] == expected_fast_path(
-            "lstm", {}, False)
+        assert paths["auto"] == expected_fast_path("lstm", {}, False)
+        assert paths[False] == ("forward" if BACKEND == "tensorflow"
+                                else "scan")
 
 
 @pytest.mark.skipif(BACKEND != "torch", reason="torch's kernel parameters")

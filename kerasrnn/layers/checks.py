@@ -85,3 +85,17 @@ def check_states(states, sizes, batch_size, layer_name, argument):
             )
         checked.append(state)
     return checked
+
+
+def check_use_cudnn(use_cudnn, layer_name):
+    """``use_cudnn`` as Keras' recurrent layers take it, but ``True``:
+    ``"auto"`` (the vendor kernel where the configuration allows it) or
+    ``False`` (never)."""
+    if use_cudnn is False or use_cudnn == "auto":
+        return use_cudnn
+    raise ValueError(
+        f"Layer '{layer_name}' cannot promise cuDNN: `use_cudnn` must be "
+        "'auto' (the backend's vendor kernel where the configuration allows "
+        "it) or False (never). Received: "
+        f"use_cudnn={use_cudnn!r}"
+    )

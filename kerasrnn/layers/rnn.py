@@ -12,6 +12,8 @@ from kerasrnn.cells.base import RecurrentCell
 from kerasrnn.layers.checks import check_mask
 from kerasrnn.layers.checks import check_sequences
 from kerasrnn.layers.checks import check_states
+from kerasrnn.layers.checks import check_use_cudnn
+from kerasrnn.layers import cudnn_kernels
 from kerasrnn.layers import torch_kernels
 from kerasrnn.layers.time_loop import active_state_hook
 from kerasrnn.layers.time_loop import keras_outputs
@@ -64,6 +66,13 @@ class RNN(keras.layers.Layer):
             compiled ``lax.scan``. False forces the generic loop with
             autodiff; all give the same numbers.
             ``cell.fused_path_note`` says why a cell runs the generic loop.
+        use_cudnn: as in Keras' layers: ``"auto"`` lets the vendor kernel
+            run where the configuration allows it (torch's fused kernels,
+            cuDNN's on CUDA; on TensorFlow with a visible GPU, cuDNN's LSTM
+            and GRU by Keras' own route, ``cudnn_kernels.py``), ``False``
+            never (TensorFlow keeps its fused loop, torch the generic
+            loop). ``True`` is refused: kerasrnn cannot promise cuDNN for
+            every configuration.
 
     Call arguments:
         sequences: float ``(B, T, F)``.
@@ -88,6 +97,7 @@ class RNN(keras.layers.Layer):
         unroll=False,
         zero_output_for_mask=False,
         fused=True,
+        use_cudnn="auto",
         **kwargs,
     ):
         if isinstance(cell, (list, tuple)):
@@ -111,8 +121,25 @@ class RNN(keras.layers.Layer):
         self.unroll = bool(unroll)
         self.zero_output_for_mask = bool(zero_output_for_mask)
         self.fused = bool(fused)
+        self.use_cudnn = check_use_cudnn(use_cudnn, self.name)
         self.supports_masking = True
         self.states = None
+
+    @property
+    def supports_jit(self):
+        """False where a call can run cuDNN on TensorFlow (its op has no
+        XLA kernel), so that ``jit_compile="auto"`` leaves XLA off, as for
+        Keras' own layers."""
+        on_cudnn = (
+            keras.config.backend() == "tensorflow"
+            and self.native and self.use_cudnn == "auto"
+            and cudnn_kernels.cudnn_note(self.cell) is None
+        )
+        return self._supports_jit and not on_cudnn
+
+    @supports_jit.setter
+    def supports_jit(self, value):
+        self._supports_jit = value
 
     @property
     def native(self):
@@ -209,6 +236,15 @@ class RNN(keras.layers.Layer):
         if loop in ("fused", "forward"):
             run = self._fused_loop if loop == "fused" else self._forward_loop
             result = run(sequences, states, mask, recurrent_mask, weight_mask)
+        elif loop == "cudnn":
+            fallback = self._fused_loop if training else self._forward_loop
+            result = cudnn_kernels.run_cudnn_kernel(
+                self.cell, sequences, states, mask, weight_mask,
+                self.go_backwards, self.zero_output_for_mask,
+                self.return_sequences,
+                lambda: fallback(sequences, states, mask, recurrent_mask,
+                                 weight_mask),
+            )
         elif loop == "torch_kernel":
             result = torch_kernels.run_torch_kernel(
                 self.cell, sequences, states, padding, weight_mask, training,
@@ -227,6 +263,9 @@ class RNN(keras.layers.Layer):
         * ``"fused"``: TensorFlow's fused loop with its hand-written
           backward (training; ``fused_loop.py``), ``"forward"`` its
           inference loop;
+        * ``"cudnn"``: on TensorFlow with a visible GPU, cuDNN's LSTM or
+          GRU by Keras' route (``cudnn_kernels.py``; a mask that is not
+          right-padded takes the fused loop, decided in the graph);
         * ``"torch_kernel"``: torch's fused kernel (``torch_kernels.py``);
         * ``"scan"``: JAX's compiled ``lax.scan`` of the cell's step;
         * ``"generic"``: the generic loop (``cell.fused_path_note`` or
@@ -246,10 +285,15 @@ class RNN(keras.layers.Layer):
         if not self.native or not self.fused or self.unroll:
             return "generic", None
         if backend == "tensorflow":
+            if self.use_cudnn == "auto" and cudnn_kernels.cudnn_note(
+                    self.cell, recurrent_dropout) is None:
+                return "cudnn", None
             if not self.cell.supports_fused:
                 return "generic", None
             return ("fused" if training else "forward"), None
         if backend == "torch":
+            if self.use_cudnn is False:
+                return "generic", None
             note = torch_kernels.kernel_note(self.cell, recurrent_dropout)
             if note is not None:
                 return "generic", None
@@ -509,6 +553,7 @@ class RNN(keras.layers.Layer):
                 "unroll": self.unroll,
                 "zero_output_for_mask": self.zero_output_for_mask,
                 "fused": self.fused,
+                "use_cudnn": self.use_cudnn,
             }
         )
         return config

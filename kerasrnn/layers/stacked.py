@@ -25,6 +25,7 @@ from kerasrnn.layers.bidirectional import Bidirectional
 from kerasrnn.layers.bidirectional import check_merge_mode
 from kerasrnn.layers.checks import check_sequences
 from kerasrnn.layers.checks import check_states
+from kerasrnn.layers.checks import check_use_cudnn
 from kerasrnn.layers.pooling import last_valid_step
 from kerasrnn.layers.rnn import RNN
 from kerasrnn.validation import check_choice
@@ -542,28 +543,20 @@ def _spelled_out(arguments):
 
 class CudnnArgument:
     """Accepts Keras' ``use_cudnn`` so that ``keras.layers.LSTM/GRU``
-    arguments carry over unchanged. On TensorFlow and JAX kerasrnn runs its
-    own loops (the gate equations; exports must not contain cuDNN nodes),
-    so ``"auto"`` and ``False`` mean the same. On torch its fast path is
-    torch's fused kernel, which is cuDNN's on CUDA (oneDNN's on a CPU):
-    ``"auto"`` takes it when the configuration allows, ``False`` runs the
-    generic loop instead. ``True`` is refused (kerasrnn cannot promise
-    cuDNN for every configuration).
+    arguments carry over unchanged, and passes it to every layer of the
+    stack (``RNN``'s ``use_cudnn``): ``"auto"`` runs the vendor kernel where
+    the configuration allows it (torch's fused kernel, which is cuDNN's on
+    CUDA and oneDNN's on a CPU; on TensorFlow with a visible GPU, cuDNN's
+    LSTM/GRU by Keras' own route), ``False`` never. ``True`` is refused
+    (kerasrnn cannot promise cuDNN for every configuration).
     """
 
     def __init__(self, units, use_cudnn="auto", **kwargs):
-        if not (use_cudnn is False or use_cudnn == "auto"):
-            raise ValueError(
-                f"{type(self).__name__} cannot promise cuDNN: `use_cudnn` "
-                "must be 'auto' (the backend's fast path where it applies) "
-                "or False (on torch: never its fused kernel). Received: "
-                f"use_cudnn={use_cudnn!r}"
-            )
+        check_use_cudnn(use_cudnn, kwargs.get("name") or type(self).__name__)
         super().__init__(units, **kwargs)
         self.use_cudnn = use_cudnn
-        if use_cudnn is False and keras.config.backend() == "torch":
-            for layer in self._rnn_layers():
-                layer.fused = False
+        for layer in self._rnn_layers():
+            layer.use_cudnn = use_cudnn
 
     def get_config(self):
         return {**super().get_config(), "use_cudnn": self.use_cudnn}
