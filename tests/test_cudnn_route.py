@@ -266,3 +266,23 @@ def test_a_model_trains_on_the_route(gpu):
         assert (len(gpu) > calls_before) == (use_cudnn == "auto")
     np.testing.assert_allclose(histories["auto"], histories[False],
                                rtol=1e-5)
+
+
+def test_the_saved_model_export_traces_off_the_route(gpu, tmp_path):
+    """A SavedModel must run on CPU-only servers: while it is traced no
+    layer takes the route (outside, the same model does)."""
+    from kerasrnn.export import to_saved_model
+
+    model = keras.Sequential([
+        keras.Input((STEPS, FEATURES)),
+        kerasrnn.GRU(UNITS, bidirectional=True),
+        keras.layers.Dense(2),
+    ])
+    model(X)
+    assert gpu
+    calls_before = len(gpu)
+    info = to_saved_model(model, tmp_path / "model")
+    assert len(gpu) == calls_before
+    assert info["parity"]
+    model(X)
+    assert len(gpu) > calls_before

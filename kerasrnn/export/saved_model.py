@@ -70,6 +70,7 @@ from kerasrnn.export.onnx import PARITY_RTOL
 from kerasrnn.export.onnx import build_onnx
 from kerasrnn.export.onnx import call_model
 from kerasrnn.export.functional import model_tensors
+from kerasrnn.layers import cudnn_kernels
 from kerasrnn.export.onnx import resolve_output_names
 from kerasrnn.export.generation import random_sources
 from kerasrnn.export.onnx import sample_inputs
@@ -126,6 +127,15 @@ def to_saved_model(model, directory, *, output_names=None, verify=True,
         ``parity`` (the largest differences measured).
     """
     require_tensorflow("SavedModel export")
+    # CPU servers must be able to run it: no cuDNN ops in kerasrnn's
+    # layers while tracing (Keras' own layers are checked afterwards).
+    with cudnn_kernels.portable_graphs():
+        return _to_saved_model(model, directory, output_names, verify,
+                               beam_width, num_return)
+
+
+def _to_saved_model(model, directory, output_names, verify, beam_width,
+                    num_return):
     from kerasrnn.models.captioning import ImageCaptioner
 
     if isinstance(model, ImageCaptioner):
@@ -229,7 +239,8 @@ def _refuse_cudnn(directory):
             f"The SavedModel in {directory} contains cuDNN ops {cudnn}, which "
             "CPU-only servers cannot run: a Keras built-in recurrent layer "
             "was traced with a GPU visible. Build it with use_cudnn=False "
-            "(or use kerasrnn's layers) and export again."
+            "(or use kerasrnn's layers, which export without cuDNN) and "
+            "export again."
         )
 
 

@@ -7,7 +7,9 @@ through Keras' TensorFlow backend (``keras.src.backend.tensorflow.rnn``:
 An ``RNN`` of a kerasrnn ``LSTMCell`` or ``GRUCell`` calls those very
 functions when ``cudnn_note`` is None:
 
-* a GPU is visible to TensorFlow and ``use_cudnn`` is not False;
+* a GPU is visible to TensorFlow, ``use_cudnn`` is not False, and no
+  portable graph is being traced (``portable_graphs``: the SavedModel
+  export, whose graphs CPU-only servers must run);
 * the cell computes torch's (hence cuDNN's) equations
   (``torch_kernels.kernel_note``: standard activations, GRU
   ``reset_after=True``, no recurrent dropout), is an LSTM or a GRU (Keras
@@ -25,6 +27,9 @@ Keras' masking convention (``time_loop.keras_outputs``: at a padded step
 the carried state, or zeros with ``zero_output_for_mask``).
 """
 
+import contextlib
+import contextvars
+
 from keras import ops
 
 from kerasrnn.cells.registry import cell_spec
@@ -33,6 +38,18 @@ from kerasrnn.layers.time_loop import keras_outputs
 from kerasrnn.layers.time_loop import last_keras_output
 
 _KERAS_KERNELS = {"LSTM": "lstm", "GRU": "gru"}
+_PORTABLE = contextvars.ContextVar("kerasrnn_portable_graphs", default=False)
+
+
+@contextlib.contextmanager
+def portable_graphs():
+    """Within it no layer takes the cuDNN route, so that graphs traced
+    there (the SavedModel export) run on CPU-only servers."""
+    token = _PORTABLE.set(True)
+    try:
+        yield
+    finally:
+        _PORTABLE.reset(token)
 
 
 def gpu_visible():
@@ -52,6 +69,8 @@ def cudnn_note(cell, recurrent_dropout=False):
         return "Keras runs cuDNN for LSTM and GRU cells only"
     if not cell.use_bias:
         return "Keras' cuDNN route needs use_bias=True"
+    if _PORTABLE.get():
+        return "a portable graph is being traced (the SavedModel export)"
     if not gpu_visible():
         return "no GPU is visible to TensorFlow"
     return None
