@@ -294,6 +294,30 @@ def test_keras_file_moves_between_backends(source, tmp_path):
     assert json.loads(model.to_json())["config"]["layers"]
 
 
+def test_a_command_line_run_resumes_on_another_backend(tmp_path, capsys):
+    """``kerasrnn train`` on this backend, ``--resume`` on the next one (its
+    checkpoint, optimizer included, is backend-neutral), then ``evaluate``
+    and ``generate`` back here."""
+    from kerasrnn import cli
+
+    other = {"tensorflow": "jax", "jax": "torch", "torch": "tensorflow"}
+    out = str(tmp_path / "run")
+    train = ["train", "seq2seq", "--data", "builtin", "--out", out,
+             "--units", "16", "--embedding-dim", "8", "--verbose", "0",
+             "--max-examples", "400"]
+    assert cli.main(train + ["--epochs", "1"]) == 0, capsys.readouterr().err
+    run_on_backend(other[BACKEND], (
+        "import sys\nfrom kerasrnn import cli\n"
+        f"sys.exit(cli.main({train + ['--epochs', '2', '--resume']!r}))"))
+    history = json.loads((tmp_path / "run" / "history.json").read_text())
+    assert [record["epoch"] for record in history] == [1, 2]
+    capsys.readouterr()
+    assert cli.main(["evaluate", out, "--data", "builtin"]) == 0
+    assert json.loads(capsys.readouterr().out)["loss"] > 0
+    assert cli.main(["generate", out, "12+7", "--method", "greedy"]) == 0
+    assert len(capsys.readouterr().out.splitlines()) == 1
+
+
 def test_tensorflow_only_parts_say_so():
     """The SavedModel export, ``stream_dataset`` (tf.data), the gradient
     tapes of the diagnostics and ``TBPTTTrainer(strategy=...)`` are
