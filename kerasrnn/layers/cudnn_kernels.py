@@ -99,15 +99,6 @@ def run_cudnn_kernel(cell, sequences, states, mask, weight_mask,
     """
     import tensorflow as tf
 
-    if mask is None:
-        try:
-            return _cudnn(cell, sequences, states, None, weight_mask,
-                          go_backwards, zero_output_for_mask,
-                          return_sequences)
-        except NotImplementedError:
-            return fallback()
-    original = ops.flip(mask, axis=1) if go_backwards else mask
-
     def cudnn():
         try:
             return _cudnn(cell, sequences, states, mask, weight_mask,
@@ -116,6 +107,9 @@ def run_cudnn_kernel(cell, sequences, states, mask, weight_mask,
         except NotImplementedError:
             return fallback()
 
+    if mask is None:
+        return cudnn()
+    original = ops.flip(mask, axis=1) if go_backwards else mask
     result = tf.cond(_right_padded(original), lambda: _flat(cudnn()),
                      lambda: _flat(fallback()))
     return _unflat(result, return_sequences)
@@ -123,6 +117,8 @@ def run_cudnn_kernel(cell, sequences, states, mask, weight_mask,
 
 def _cudnn(cell, sequences, states, mask, weight_mask, go_backwards,
            zero_output_for_mask, return_sequences):
+    """Keras' function on the sequence in its own order (reversed back
+    under ``go_backwards``), its outputs in Keras' masking convention."""
     dtype = sequences.dtype
     kernel = ops.cast(cell.kernel, dtype)
     recurrent_kernel = ops.cast(cell.recurrent_weights(weight_mask), dtype)
