@@ -74,3 +74,20 @@ def require_tensorflow(feature):
             f"{feature} runs on Keras' TensorFlow backend only; Keras is "
             f"set to {backend!r}. Set KERAS_BACKEND=tensorflow for it."
         )
+
+
+def import_tensorflow(feature):
+    """TensorFlow itself, for the parts that need it installed whatever
+    the Keras backend (``TextVectorization``, ``tf.strings``, ``tf.data``:
+    TensorFlow's on every backend; it installs beside JAX or torch);
+    an ``ImportError`` naming ``feature`` and the fix where it is not."""
+    try:
+        import tensorflow
+    except ImportError:
+        raise ImportError(
+            f"{feature} needs TensorFlow: keras.layers.TextVectorization, "
+            "tf.strings and tf.data are TensorFlow's on every Keras "
+            "backend. pip install tensorflow (it installs beside jax or "
+            "torch)."
+        ) from None
+    return tensorflow

@@ -52,6 +52,7 @@ import numpy as np
 from keras import ops
 
 from kerasrnn.models.lm_data import stream_windows
+from kerasrnn.models.stateless import model_function
 from kerasrnn.requirements import require_tensorflow
 from kerasrnn.training.files import atomic_write_text
 from kerasrnn.validation import check_int
@@ -211,23 +212,6 @@ class _TensorFlowSteps(_Steps):
         return _TensorFlowCheckpoints(self.trainer, directory, max_to_keep)
 
 
-def _stateless(model, function):
-    """``function(*arguments)`` of the model as a pure function of the
-    values of its variables: ``pure(trainable, others, *arguments) ->
-    (result, others')`` (``others``: the non-trainable variables, the
-    dropout seeds' states among them), as ``Model.stateless_call``."""
-    def pure(trainable_values, other_values, *arguments):
-        trainable = model.trainable_variables
-        others = model.non_trainable_variables
-        mapping = [*zip(trainable, trainable_values),
-                   *zip(others, other_values)]
-        with keras.StatelessScope(state_mapping=mapping) as scope:
-            result = function(*arguments)
-        return result, [scope.get_current_value(v) for v in others]
-
-    return pure
-
-
 def _values(variables):
     return [v.value for v in variables]
 
@@ -255,7 +239,7 @@ class _JaxSteps(_Steps):
             total, mean = _training_loss(cross_entropy)
             return total, (mean, states)
 
-        pure = _stateless(model, loss)
+        pure = model_function(model, loss)
 
         def differentiable(trainable, others, inputs, labels, states):
             (total, aux), others = pure(trainable, others, inputs, labels,
@@ -327,7 +311,7 @@ def _evaluation_step(model, compiled=True):
     if backend == "jax":
         import jax
 
-        compiled_sum = jax.jit(_stateless(model, window_sum))
+        compiled_sum = jax.jit(model_function(model, window_sum))
 
         def step(inputs, labels, states):
             result, _ = compiled_sum(

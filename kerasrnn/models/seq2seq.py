@@ -24,6 +24,8 @@ from kerasrnn.validation import check_choice
 from kerasrnn.models.metrics import MaskedTokenAccuracy
 from kerasrnn.models.metrics import Perplexity
 from kerasrnn.models.metrics import SequenceExactMatch
+from kerasrnn.models.stateless import model_function
+from kerasrnn.models.stateless import run_stateless
 from kerasrnn.decoding.tensors import is_concrete
 from kerasrnn.decoding.tensors import random_seed
 
@@ -566,28 +568,26 @@ class Seq2Seq(keras.Model):
         """``_loss`` as a pure function of the variables' values (for
         ``jax.value_and_grad``): ``(scaled loss, (outputs, non_trainable,
         metrics))`` with the values the step left (seed generators...)."""
-        mapping = [
-            *zip(self.trainable_variables, trainable),
-            *zip(self.non_trainable_variables, non_trainable),
-            *zip(self.metrics_variables, metrics),
-        ]
+        groups = [(self.trainable_variables, trainable),
+                  (self.non_trainable_variables, non_trainable),
+                  (self.metrics_variables, metrics)]
         if optimizer is not None:
-            mapping += list(zip(self.optimizer.variables, optimizer))
-        with keras.StatelessScope(state_mapping=mapping) as scope:
+            groups.append((self.optimizer.variables, optimizer))
+
+        def scaled_loss():
             loss, outputs = self._loss(data, training)
             scaled = self.optimizer.scale_loss(loss) if training else loss
-        return scaled, (
-            outputs,
-            _current(scope, self.non_trainable_variables),
-            _current(scope, self.metrics_variables),
-        )
+            return scaled, outputs
+
+        (scaled, outputs), (_, non_trainable, metrics, *_) = run_stateless(
+            groups, scaled_loss)
+        return scaled, (outputs, non_trainable, metrics)
 
     def _jax_metrics(self, metrics, outputs):
-        with keras.StatelessScope(
-            state_mapping=list(zip(self.metrics_variables, metrics))
-        ) as scope:
-            logs = self._update_metrics(*outputs)
-        return logs, _current(scope, self.metrics_variables)
+        logs, (metrics,) = run_stateless(
+            [(self.metrics_variables, metrics)], self._update_metrics,
+            *outputs)
+        return logs, metrics
 
     def _jax_train_step(self, state, data):
         import jax
@@ -615,11 +615,8 @@ class Seq2Seq(keras.Model):
     def predict_step(self, *args):
         if keras.config.backend() == "jax":
             (trainable, non_trainable), data = args
-            mapping = [*zip(self.trainable_variables, trainable),
-                       *zip(self.non_trainable_variables, non_trainable)]
-            with keras.StatelessScope(state_mapping=mapping) as scope:
-                ids = self._predict_ids(data)
-            return ids, _current(scope, self.non_trainable_variables)
+            return model_function(self, self._predict_ids)(
+                trainable, non_trainable, data)
         return self._predict_ids(*args)
 
     def _predict_ids(self, data):
@@ -767,10 +764,10 @@ class Seq2Seq(keras.Model):
         variables = [*self.trainable_variables, *self.non_trainable_variables]
 
         def search(values, ids, options):
-            with keras.StatelessScope(
-                state_mapping=list(zip(variables, values))
-            ):
-                return self._search(ids, method, **static, **options)
+            result, _ = run_stateless(
+                [(variables, values)],
+                lambda: self._search(ids, method, **static, **options))
+            return result
 
         compiled = jax.jit(search)
 
@@ -922,15 +919,6 @@ def _replicas():
     import tensorflow as tf
 
     return tf.distribute.get_strategy().num_replicas_in_sync
-
-
-def _current(scope, variables):
-    """The values a ``StatelessScope`` left for ``variables``."""
-    values = []
-    for variable in variables:
-        value = scope.get_current_value(variable)
-        values.append(variable.value if value is None else value)
-    return values
 
 
 def _check_ids(what, name, ids, size):

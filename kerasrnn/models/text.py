@@ -15,6 +15,8 @@ import string
 import keras
 import numpy as np
 
+from kerasrnn.requirements import import_tensorflow
+
 BOS, EOS = "[BOS]", "[EOS]"
 LEVELS = ("char", "word")
 # Punctuation becomes its own word: "Va !" -> "va", "!"; "l'eau" -> "l", "'",
@@ -23,20 +25,10 @@ _PUNCTUATION = "[" + re.escape(string.punctuation + "¡¿«»…’") + "]"
 
 
 def _tensorflow():
-    """TensorFlow, which ``TextVectorization``, ``tf.strings`` and
-    ``tf.data`` need whatever the Keras backend (it installs beside JAX or
-    torch); imported when a tokenizer or a pipeline is used, so
+    """TensorFlow, imported when a tokenizer or a pipeline is used, so
     ``kerasrnn.models`` loads without it."""
-    try:
-        import tensorflow
-    except ImportError:
-        raise ImportError(
-            "kerasrnn.models.text (the tokenizers and tf.data pipelines) "
-            "needs TensorFlow: keras.layers.TextVectorization, tf.strings "
-            "and tf.data are TensorFlow's on every Keras backend. "
-            "pip install tensorflow (it installs beside jax or torch)."
-        ) from None
-    return tensorflow
+    return import_tensorflow(
+        "kerasrnn.models.text (the tokenizers and tf.data pipelines)")
 
 
 def split_punctuation(text):
