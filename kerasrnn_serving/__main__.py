@@ -31,6 +31,7 @@ from kerasrnn_serving.predictor import InputError
 from kerasrnn_serving.manifest import read as read_manifest
 from kerasrnn_serving.server import open_export
 from kerasrnn_serving.server import serve
+from kerasrnn_serving.workers import serve_workers
 
 # --flag -> search option.
 SEARCH_FLAGS = {
@@ -122,9 +123,9 @@ def main(argv=None):
             print(f"wrote {args.output}")
     elif args.workers > 1:
         del predictor   # the start-up checks passed; each worker opens its own
-        return _serve(open_model, args)
+        return _serve(args, workers=open_model)
     else:
-        return _serve(predictor, args)
+        return _serve(args, model=predictor)
     return 0
 
 
@@ -157,19 +158,24 @@ def _serve_arguments(command):
                          "own sessions and event loop (about a core each)")
 
 
-def _serve(predictor, args):
+def _serve(args, model=None, workers=None):
+    """Serves ``model`` in this process, or ``workers()`` (the function
+    that opens it) in ``--workers`` processes on the port."""
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr,
                         format="%(message)s")
     limits = Limits(**{field.name: getattr(args, field.name)
                        for field in dataclasses.fields(Limits)})
-    return serve(
-        predictor, args.host, args.port, limits=limits,
-        api_key=args.api_key, max_connections=args.max_connections,
-        keep_alive=args.keep_alive, header_timeout=args.header_timeout,
+    options = dict(
+        limits=limits, api_key=args.api_key,
+        max_connections=args.max_connections, keep_alive=args.keep_alive,
+        header_timeout=args.header_timeout,
         max_batch_rows=args.max_batch_rows,
         max_delay=args.max_delay_ms / 1e3, access_log=args.access_log,
-        workers=args.workers,
     )
+    if workers is not None:
+        return serve_workers(workers, args.workers, args.host, args.port,
+                             **options)
+    return serve(model, args.host, args.port, **options)
 
 
 def _generate(generator, args):

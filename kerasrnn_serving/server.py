@@ -279,24 +279,11 @@ class Server(uvicorn.Server):
                 self.on_started()
 
 
-def serve(model, host="127.0.0.1", port=8000, banner=True, workers=1,
-          **options):
-    """Serves ``model`` until SIGTERM or Ctrl-C (graceful: the requests
-    accepted are answered first, then exit 0); prints ``serving on
-    http://HOST:PORT`` once it answers requests.
-
-    ``model``: a ``Predictor`` or ``Generator``, or a picklable function
-    that opens one. ``workers`` > 1 needs the function: each worker
-    process opens its own (``kerasrnn_serving.workers``)."""
-    if workers > 1:
-        if not callable(model):
-            raise TypeError("workers > 1 needs a picklable function that "
-                            "opens the model (each worker opens its own).")
-        from kerasrnn_serving.workers import serve_workers
-
-        return serve_workers(model, workers, host, port, banner, **options)
-    if callable(model):
-        model = model()
+def serve(model, host="127.0.0.1", port=8000, banner=True, **options):
+    """Serves ``model`` (a ``Predictor`` or ``Generator``) until SIGTERM or
+    Ctrl-C (graceful: the requests accepted are answered first, then exit
+    0); prints ``serving on http://HOST:PORT`` once it answers requests.
+    Several processes on one port: ``kerasrnn_serving.workers``."""
     settings, sock = config(model, host, port, **options)
     server = Server(settings)
     address = sock.getsockname()
